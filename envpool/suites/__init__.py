@@ -1,0 +1,48 @@
+"""Task suites, addressed as ``<suite>/<task>`` (``miniwob/click-button``) or by URL."""
+
+from __future__ import annotations
+
+import difflib
+
+from envpool.suites.adhoc import AdhocSuite, is_url
+from envpool.suites.base import TaskSuite
+from envpool.suites.miniwob import MiniWoBSuite
+from webrl.config import EnvConfig
+from webrl.types import Task
+
+SUITE_CLASSES: dict[str, type[TaskSuite]] = {"miniwob": MiniWoBSuite}
+
+
+class UnknownTask(KeyError):
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class Suites:
+    """One instance of every suite, sharing a config; resolves task ids to (suite, task)."""
+
+    def __init__(self, cfg: EnvConfig):
+        self.by_name: dict[str, TaskSuite] = {name: cls(cfg) for name, cls in SUITE_CLASSES.items()}
+        self.adhoc = AdhocSuite(cfg)
+
+    def resolve(self, task_id: str) -> tuple[TaskSuite, Task]:
+        if is_url(task_id):
+            return self.adhoc, self.adhoc.task(task_id)
+        name = task_id.split("/", 1)[0]
+        suite = self.by_name.get(name)
+        if suite is None:
+            raise UnknownTask(f"unknown suite '{name}' in '{task_id}'; suites: {', '.join(self.by_name)}, or give a URL")
+        try:
+            return suite, suite.task(task_id)
+        except KeyError:
+            ids = [t.id for t in suite.tasks()]
+            close = difflib.get_close_matches(task_id, ids, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; `webrl env list` shows them all"
+            raise UnknownTask(f"no task '{task_id}'{hint}") from None
+
+    def all_tasks(self) -> list[Task]:
+        return [t for suite in self.by_name.values() for t in suite.tasks()]
+
+    def close(self) -> None:
+        for suite in [*self.by_name.values(), self.adhoc]:
+            suite.close()

@@ -1,0 +1,45 @@
+"""The TaskSuite interface: a family of tasks the browser pool can run."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from webrl.config import EnvConfig
+from webrl.types import Task
+
+
+class TaskSuite(ABC):
+    """A suite lists its tasks, prepares a page for an episode and reads the page's reward.
+
+    Suites live inside the process that owns the browser (the ``BrowserPool``); ``start`` brings up
+    whatever they serve (always on ``env.bind_host``, 127.0.0.1 by default) and ``close`` stops it.
+    """
+
+    name: str
+
+    def __init__(self, cfg: EnvConfig):
+        self.cfg = cfg
+
+    @abstractmethod
+    def tasks(self) -> list[Task]:
+        """Every task of the suite."""
+
+    def task(self, task_id: str) -> Task:
+        for t in self.tasks():
+            if t.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+    def start(self) -> None:
+        """Start servers the suite's pages need. Idempotent."""
+
+    def close(self) -> None:
+        """Stop what ``start`` started."""
+
+    async def begin(self, page, task: Task, seed: int | None) -> str:
+        """Called once the start page has loaded: set the episode up, return the instruction."""
+        return task.instruction or ""
+
+    async def reward(self, page, task: Task) -> tuple[float, bool]:
+        """(reward, done) as the page reports it; suites judged elsewhere report (0, False)."""
+        return 0.0, False

@@ -1,0 +1,1 @@
+"""learner: see DESIGN.md §2 for what this package owns."""

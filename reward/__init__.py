@@ -1,0 +1,1 @@
+"""reward: see DESIGN.md §2 for what this package owns."""

@@ -1,0 +1,179 @@
+"""Configuration: pydantic models, YAML presets in ``configs/`` and ``--set key=value`` overrides.
+
+Every constant from the WebRL paper is a named field here with the paper's value as its default.
+Unknown or mistyped keys are errors that name the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_PRESET = "local"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BrowserConfig(Section):
+    executable: str | None = Field(
+        None, description="Chromium binary; $WEBRL_CHROMIUM wins, then this, then one on PATH, then Playwright's own."
+    )
+    headless: bool = True
+    launch_args: list[str] = Field(
+        default_factory=lambda: [
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows", "--disable-dev-shm-usage",
+        ]
+    )
+    viewport_width: int = Field(1280, gt=0)
+    viewport_height: int = Field(720, gt=0)
+    contexts: int = Field(4, gt=0, description="Episodes one BrowserPool runs at once (one context each).")
+    action_timeout_s: float = Field(10.0, gt=0, description="Hard limit on one action plus the observation after it.")
+    episode_timeout_s: float = Field(300.0, gt=0, description="Hard limit on one episode, reset included.")
+    navigation_timeout_s: float = Field(15.0, gt=0, description="Limit on loading the start page at reset.")
+    health_check_interval_s: float = Field(5.0, gt=0)
+    relaunch_attempts: int = Field(3, ge=1, description="Tries to relaunch a crashed browser before giving up.")
+
+
+class ObservationConfig(Section):
+    max_chars: int = Field(16000, gt=0, description="Budget of the simplified HTML; beyond it the page is truncated.")
+    text_cap: int = Field(200, gt=0, description="Characters kept of one text node.")
+    attributes: list[str] = Field(
+        default_factory=lambda: [
+            "title", "value", "type", "placeholder", "selected", "checked", "aria-label",
+            "name", "role", "href", "alt", "disabled",
+        ]
+    )
+    viewport_only: bool = Field(False, description="Keep only elements that intersect the viewport.")
+    time_budget_ms: int = Field(1500, gt=0, description="In-page time the observation script may spend walking the DOM.")
+
+
+class MiniWoBConfig(Section):
+    episode_max_time_ms: int = Field(
+        3_600_000, gt=0,
+        description="MiniWoB's own in-page episode timer (its default 10 s is too short for LLM agents); "
+        "browser.episode_timeout_s bounds the episode instead.",
+    )
+
+
+class EnvConfig(Section):
+    browser: BrowserConfig = BrowserConfig()
+    observation: ObservationConfig = ObservationConfig()
+    miniwob: MiniWoBConfig = MiniWoBConfig()
+    max_steps: int = Field(30, gt=0, description="Paper: at most 30 steps per episode.")
+    bind_host: str = Field("127.0.0.1", description="Address the local task servers listen on.")
+
+
+class RayConfig(Section):
+    address: str | None = Field(None, description="Ray cluster to join; None starts a local one.")
+    namespace: str = "webrl"
+    dashboard_host: str = "127.0.0.1"
+    include_dashboard: bool = False
+
+
+class WebRLConfig(Section):
+    env: EnvConfig = EnvConfig()
+    ray: RayConfig = RayConfig()
+    seed: int = 0
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says which key and how to fix it."""
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        keys.append(path)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_valid_keys(ann, path + "."))
+    return keys
+
+
+def _suggest(key: str, candidates: Iterable[str]) -> str:
+    candidates = list(candidates)
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if not close:  # a mistyped leaf under the right section: compare the last segment too
+        leaf = key.rsplit(".", 1)[-1]
+        by_leaf = {c.rsplit(".", 1)[-1]: c for c in candidates}
+        close = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)]
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _format_error(err: ValidationError) -> str:
+    valid = _valid_keys(WebRLConfig)
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown config key '{key}'{_suggest(key, valid)}")
+        else:
+            lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set '{key}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"env.browser.contexts=8"`` -> ``("env.browser.contexts", 8)``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. env.browser.contexts=8")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def resolve_preset(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    preset = CONFIG_DIR / f"{name_or_path}.yaml"
+    if preset.exists():
+        return preset
+    presets = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"no config file '{name_or_path}' and no preset of that name{_suggest(str(name_or_path), presets)} "
+                      f"(presets: {', '.join(presets)})")
+
+
+def load_config(config: str | Path | None = None, overrides: Iterable[str] = ()) -> WebRLConfig:
+    """Read a preset name or YAML path (default: the ``local`` preset), apply ``key=value`` overrides,
+    validate. Raises :class:`ConfigError` naming any unknown key and the closest valid one."""
+    path = resolve_preset(config or DEFAULT_PRESET)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, not {type(tree).__name__}")
+    for item in overrides:
+        _set_dotted(tree, *parse_override(item))
+    try:
+        return WebRLConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(f"{path}:\n{_format_error(e)}") from None

@@ -1,0 +1,100 @@
+"""Typed contracts shared by every subsystem (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class TaskOrigin(BaseModel):
+    kind: str = "seed"  # seed | generated
+    parent_ids: list[str] = Field(default_factory=list)
+    phase: int | None = None
+
+
+class Task(BaseModel):
+    """One task of a suite. ``instruction`` may be ``None`` where the page writes it per seed (MiniWoB)."""
+
+    id: str  # "<suite>/<name>", e.g. "miniwob/click-button"
+    suite: str
+    instruction: str | None = None
+    start_url: str
+    evaluator: dict[str, Any] | None = None  # generated tasks have none: the ORM judges them
+    origin: TaskOrigin = Field(default_factory=TaskOrigin)
+    oracle: list[str] | None = None  # action texts in our grammar that solve the task
+    allowed_origins: list[str] = Field(default_factory=list)  # empty: the start URL's origin
+
+
+class Observation(BaseModel):
+    url: str
+    html: str  # simplified HTML with integer ids on interactive elements
+    element_count: int = 0  # elements that carry an id
+    truncated: bool = False  # the page was cut to the budget
+    error: str | None = None  # why the last action failed; shown to the agent on its next step
+    notes: list[str] = Field(default_factory=list)  # dialogs answered, navigations blocked, ...
+
+
+class ActionKind(str, Enum):
+    click = "click"
+    type = "type"
+    search = "search"
+    hover = "hover"
+    scroll_up = "scroll_up"
+    scroll_down = "scroll_down"
+    press_enter = "press_enter"
+    select = "select"
+    go_back = "go_back"
+    go_forward = "go_forward"
+    exit = "exit"
+    invalid = "invalid"
+
+
+class Action(BaseModel):
+    kind: ActionKind
+    element: int | None = None
+    argument: str | None = None
+    raw: str = ""  # the model's text, verbatim
+    error: str | None = None  # for kind == invalid: what was wrong with the text
+
+
+class EpisodeStatus(str, Enum):
+    running = "running"
+    done = "done"  # the task ended: page reported done, or the agent exited
+    truncated = "truncated"  # max steps reached
+    timeout = "timeout"  # the episode ran past its time limit, or an action hung past its own
+    interrupted = "interrupted"  # the browser crashed under it
+    error = "error"  # the start page could not be loaded, or the environment failed
+
+
+class EnvStep(BaseModel):
+    """What one action did: the action, the page after it, and the reward so far."""
+
+    action: Action
+    observation: Observation
+    reward: float = 0.0
+    status: EpisodeStatus = EpisodeStatus.running
+    elapsed_s: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.status is not EpisodeStatus.running
+
+
+class EpisodeRecord(BaseModel):
+    """Everything the environment knows of one episode; never dropped, even when the browser crashes."""
+
+    episode_id: str
+    task_id: str
+    seed: int | None = None
+    instruction: str = ""
+    first_observation: Observation | None = None
+    steps: list[EnvStep] = Field(default_factory=list)
+    status: EpisodeStatus = EpisodeStatus.running
+    reason: str | None = None  # why it ended, in words
+    reward: float = 0.0
+    answer: str | None = None  # exit(message=...)
+    started_at: float = Field(default_factory=time.time)
+    elapsed_s: float = 0.0
