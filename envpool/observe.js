@@ -45,7 +45,9 @@
     let out = "";
     for (const name of ATTRS) {
       let v = null;
-      if (name === "value" && "value" in el && el.tagName !== "BUTTON" && el.tagName !== "LI") v = String(el.value ?? "");
+      if (name === "value" && "value" in el && el.tagName !== "BUTTON" && el.tagName !== "LI") {
+        if (el.type !== "checkbox" && el.type !== "radio") v = String(el.value ?? "");  // `checked` says it all
+      }
       else if (name === "checked" && (el.type === "checkbox" || el.type === "radio")) v = el.checked ? "true" : null;
       else if (name === "selected" && el.tagName === "OPTION") v = el.selected ? "true" : null;
       else if (el.hasAttribute(name)) v = el.getAttribute(name);
