@@ -1,0 +1,175 @@
+"""The ``webrl`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from webrl.config import ConfigError, WebRLConfig, load_config
+
+console = Console()
+
+EPILOG = """examples:
+  webrl env list                                   every task of every suite
+  webrl env show miniwob/click-button --seed 3     the page exactly as the agent sees it
+  webrl env show file:///path/to/page.html         any page, to debug an observation
+  webrl env play miniwob/login-user --seed 3 --action 'do(action="Type", argument="kate", element="0")'
+  webrl env demo                                   scripted MiniWoB++ episodes on a Ray browser pool
+"""
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PRESET|PATH", help="a preset in configs/ (local, tiny, ...) or a YAML file; default: local")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set env.browser.contexts=8 (repeatable)")
+
+
+def _print_observation(obs, instruction: str | None = None) -> None:
+    if instruction is not None:
+        console.print(f"[bold]instruction:[/] {instruction}", highlight=False)
+    flags = " [yellow](truncated)[/]" if obs.truncated else ""
+    console.print(f"[bold]url:[/] {obs.url}   [bold]elements:[/] {obs.element_count}{flags}", highlight=False)
+    if obs.error:
+        console.print(f"[bold red]error:[/] {obs.error}", highlight=False)
+    for note in obs.notes:
+        console.print(f"[bold yellow]note:[/] {note}", highlight=False)
+    console.print(obs.html, markup=False, highlight=False, soft_wrap=True)
+
+
+# ---- env list / show / play -------------------------------------------------------------------
+def cmd_env_list(cfg: WebRLConfig, args) -> int:
+    from envpool.suites import Suites
+
+    suites = Suites(cfg.env)
+    tasks = [t for t in suites.all_tasks() if not args.suite or t.suite == args.suite]
+    if args.json:
+        print(json.dumps([t.id for t in tasks]))
+        return 0
+    for t in tasks:
+        print(t.id)
+    counts = {}
+    for t in tasks:
+        counts[t.suite] = counts.get(t.suite, 0) + 1
+    console.print(", ".join(f"{n} tasks in {s}" for s, n in counts.items()), style="dim", highlight=False)
+    return 0
+
+
+async def _play(cfg: WebRLConfig, target: str, seed: int | None, actions: list[str], scripted: bool) -> int:
+    from envpool.pool import BrowserPool
+    from envpool.suites.miniwob_scripts import scripted_action
+
+    pool = BrowserPool(cfg.env)
+    try:
+        rec = await pool.reset(target, seed=seed)
+        if rec.first_observation is not None:
+            _print_observation(rec.first_observation, rec.instruction)
+        if rec.status.value != "running":
+            console.print(f"[bold red]episode ended at reset ({rec.status.value}):[/] {rec.reason}", highlight=False)
+            return 1
+        obs, step_no = rec.first_observation, 0
+        pending = list(actions)
+        while pending or scripted:
+            text = pending.pop(0) if pending else scripted_action(rec.task_id, rec.instruction, obs.html)
+            step_no += 1
+            step = await pool.step(rec.episode_id, text)
+            console.rule(f"step {step_no}: {text}", style="cyan")
+            _print_observation(step.observation)
+            console.print(f"[bold]reward:[/] {step.reward}   [bold]status:[/] {step.status.value}", highlight=False)
+            obs = step.observation
+            if step.done:
+                break
+        final = await pool.close(rec.episode_id)
+        console.rule()
+        console.print(f"[bold]episode:[/] {final.status.value} after {len(final.steps)} steps, reward {final.reward}"
+                      + (f" ({final.reason})" if final.reason else ""), highlight=False)
+        return 0
+    finally:
+        await pool.shutdown()
+
+
+def cmd_env_show(cfg: WebRLConfig, args) -> int:
+    return asyncio.run(_play(cfg, args.target, args.seed, [], scripted=False))
+
+
+def cmd_env_play(cfg: WebRLConfig, args) -> int:
+    if not args.action and not args.scripted:
+        console.print("give at least one --action, or --scripted to let the scripted policy play", style="red")
+        return 2
+    return asyncio.run(_play(cfg, args.target, args.seed, args.action, args.scripted))
+
+
+def cmd_env_demo(cfg: WebRLConfig, args) -> int:
+    from envpool.demo import run_demo
+
+    return run_demo(cfg, tasks=args.tasks.split(",") if args.tasks else None, seeds=args.seeds,
+                    pools=args.pools, report=args.report)
+
+
+# ---- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webrl", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train open LLMs into web agents with WebRL on Ray. Each command takes --config and --set.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    env = sub.add_parser("env", help="browse the environments: list tasks, show a page, play actions",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    env_sub = env.add_subparsers(dest="env_command", metavar="ENV_COMMAND", required=True)
+
+    p = env_sub.add_parser("list", help="every task of every suite")
+    p.add_argument("--suite", help="only this suite (e.g. miniwob)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of task ids")
+    _config_args(p)
+    p.set_defaults(func=cmd_env_list)
+
+    for name, func, help_text in (
+        ("show", cmd_env_show, "the page of a task (or any URL / file:// path) exactly as the agent sees it"),
+        ("play", cmd_env_play, "run actions in a task and print each observation, the reward and the status"),
+    ):
+        p = env_sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("target", help="a task id (miniwob/click-button), an http(s):// URL or a file:// path")
+        p.add_argument("--seed", type=int, default=None, help="episode seed (same seed, same page)")
+        if name == "play":
+            p.add_argument("--action", action="append", default=[], metavar="TEXT",
+                           help='one action in the WebRL grammar, e.g. \'do(action="Click", element="3")\' (repeatable)')
+            p.add_argument("--scripted", action="store_true",
+                           help="after the given actions, let the task's scripted policy play (MiniWoB tasks that have one)")
+        _config_args(p)
+        p.set_defaults(func=func)
+
+    p = env_sub.add_parser("demo", help="scripted MiniWoB++ episodes on Ray browser-pool actors, with a summary table")
+    p.add_argument("--tasks", help="comma-separated task names (default: every task with a scripted policy)")
+    p.add_argument("--seeds", type=int, default=3, help="episodes per task (seeds 0..N-1)")
+    p.add_argument("--pools", type=int, default=1, help="BrowserPool actors to spread episodes over")
+    p.add_argument("--report", metavar="PATH", help="write the results as JSON")
+    _config_args(p)
+    p.set_defaults(func=cmd_env_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        console.print(f"[bold red]config error:[/] {e}", highlight=False)
+        return 2
+    t0 = time.time()
+    try:
+        return args.func(cfg, args)
+    except KeyError as e:  # unknown task ids and the like: the message says what to do
+        console.print(f"[bold red]error:[/] {e.args[0] if e.args else e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print(f"interrupted after {time.time() - t0:.0f} s", style="yellow")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
