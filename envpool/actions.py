@@ -48,10 +48,10 @@ _SIGNATURE: dict[ActionKind, set[str]] = {
     ActionKind.go_back: set(),
     ActionKind.go_forward: set(),
 }
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _BARE = re.compile(r"[^,)\s]+")
-_FENCE = re.compile(r"^```[\w-]*\s*\n?|\n?```\s*$")
+_FENCE = re.compile(r"^```(?:[\w-]+[ \t]*\n|[ \t]*\n?)|\n?```\s*$")  # ```lang\n ... ``` or ```...```
 MAX_ACTION_CHARS = 20_000
 
 
@@ -114,13 +114,17 @@ def _kwargs(text: str, pos: int) -> tuple[dict[str, str], int]:
             raise _ParseError(f"expected ',' or ')' after the value of '{key}'")
 
 
-def _strip(text: str) -> str:
-    """Drop code fences and leading comment lines (``# Element: ...``, ``# Note: ...``)."""
-    text = _FENCE.sub("", text.strip()).strip()
-    lines = text.splitlines()
+def _drop_comments(text: str) -> str:
+    # split on "\n" only: other line breaks (\r, \u2028, ...) may sit inside a quoted argument
+    lines = text.split("\n")
     while lines and (not lines[0].strip() or lines[0].lstrip().startswith("#")):
         lines.pop(0)
     return "\n".join(lines).strip()
+
+
+def _strip(text: str) -> str:
+    """Drop leading comment lines (``# Element: ...``, ``# Note: ...``) and code fences, in either order."""
+    return _drop_comments(_FENCE.sub("", _drop_comments(text.strip())).strip())
 
 
 def _build(func: str, args: dict[str, str]) -> Action:
@@ -146,7 +150,7 @@ def _build(func: str, args: dict[str, str]) -> Action:
     element = None
     if "element" in args:
         raw = args["element"].strip()
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 12):
             raise _ParseError(f"element must be a number like element=\"12\", not {args['element']!r}")
         element = int(raw)
     return Action(kind=kind, element=element, argument=args.get("argument"))
@@ -179,7 +183,7 @@ def parse_action(text: str) -> Action:
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
 
 
 def format_action(action: Action) -> str:

@@ -9,10 +9,13 @@ request escapes the route.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from html import escape
 from urllib.parse import urljoin, urlsplit
 
 # schemes that load nothing from the network
+MAX_REDIRECTS = 20
 _LOCAL_SCHEMES = {"about", "data", "blob", "javascript"}
 
 
@@ -44,43 +47,82 @@ class Allowlist:
 
 def blocked_page(url: str, allowlist: Allowlist) -> str:
     return (
-        "<!doctype html><title>Blocked</title><body><h1>Blocked</h1>"
+        # the data: icon stops Chromium fetching /favicon.ico from the blocked origin (it is not routed)
+        "<!doctype html><title>Blocked</title><link rel=\"icon\" href=\"data:,\"><body><h1>Blocked</h1>"
         f"<p>Navigation to {escape(url)} was blocked: it is outside this task's allowed origins "
         f"({escape(allowlist.describe())}). Go back to continue.</p></body>"
     )
 
 
-async def install(context, allowlist: Allowlist, notes: list[str], timeout_s: float) -> None:
-    """Route every request of ``context`` through ``allowlist``; what is blocked is appended to ``notes``."""
+class NavigationGuard:
+    """Routes every request of a browser context through an :class:`Allowlist`. What it blocks is
+    appended to ``notes``; :meth:`idle` waits until no request is being decided, so that a step's
+    observation sees the outcome of everything its action set off."""
 
-    async def handle(route, request):
-        url = request.url
+    def __init__(self, allowlist: Allowlist, notes: list[str], timeout_s: float):
+        self.allowlist, self.notes, self.timeout_s = allowlist, notes, timeout_s
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def install(self, context) -> None:
+        await context.route("**/*", self._handle)
+
+    async def idle(self, timeout_s: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+
+    async def _handle(self, route, request) -> None:
+        self._busy += 1
+        self._idle.clear()
+        try:
+            await self._decide(route, request)
+        except Exception as e:  # noqa: BLE001 - a request must never take the episode down with it
+            if "closed" not in str(e):
+                self.notes.append(f"request to {request.url} failed: {str(e).splitlines()[0]}")
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def _decide(self, route, request) -> None:
+        url, allowlist, notes = request.url, self.allowlist, self.notes
         nav = request.is_navigation_request()
         if not allowlist.allows(url):
             what = "navigation" if nav else f"{request.resource_type} request"
             notes.append(f"blocked {what} to {url} (allowed: {allowlist.describe()})")
-            if nav:
-                await route.fulfill(status=403, content_type="text/html", body=blocked_page(url, allowlist))
-            else:
+            if not nav:
                 await route.abort("blockedbyclient")
+                return
+            await route.fulfill(status=403, content_type="text/html", body=blocked_page(url, allowlist))
             return
         if not nav:
             await route.continue_()
             return
-        # A navigation: fetch it ourselves without following redirects, so that every hop is checked.
+        # A navigation: follow its redirects ourselves, one hop at a time, checking every Location.
+        # Chromium does not route the hops of a redirect it follows, so it is only ever handed one
+        # redirect, straight to the final URL we have checked.
         try:
-            response = await route.fetch(max_redirects=0, timeout=timeout_s * 1000)
+            response, target = await route.fetch(max_redirects=0, timeout=self.timeout_s * 1000), url
+            for _ in range(MAX_REDIRECTS):
+                location = response.headers.get("location")
+                if not (300 <= response.status < 400 and location):
+                    break
+                source, target = target, urljoin(target, location)
+                if not allowlist.allows(target):
+                    notes.append(f"blocked redirect from {source} to {target} (allowed: {allowlist.describe()})")
+                    await route.fulfill(status=403, content_type="text/html", body=blocked_page(target, allowlist))
+                    return
+                keep_method = response.status in (307, 308)
+                response = await route.fetch(url=target, max_redirects=0, timeout=self.timeout_s * 1000,
+                                             **({} if keep_method else {"method": "GET", "post_data": ""}))
+            else:
+                raise RuntimeError(f"more than {MAX_REDIRECTS} redirects")
         except Exception as e:  # noqa: BLE001 - the page sees a network error, as it would without us
-            notes.append(f"navigation to {url} failed: {e}")
+            notes.append(f"navigation to {url} failed: {str(e).splitlines()[0]}")
             await route.abort("failed")
             return
-        location = response.headers.get("location")
-        if 300 <= response.status < 400 and location:
-            target = urljoin(url, location)
-            if not allowlist.allows(target):
-                notes.append(f"blocked redirect from {url} to {target} (allowed: {allowlist.describe()})")
-                await route.fulfill(status=403, content_type="text/html", body=blocked_page(target, allowlist))
-                return
-        await route.fulfill(response=response)
-
-    await context.route("**/*", handle)
+        if target == url:
+            await route.fulfill(response=response)
+        else:
+            await route.fulfill(status=302, headers={"location": target})

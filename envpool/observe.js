@@ -46,7 +46,9 @@
     for (const name of ATTRS) {
       let v = null;
       if (name === "value" && "value" in el && el.tagName !== "BUTTON" && el.tagName !== "LI") {
-        if (el.type !== "checkbox" && el.type !== "radio") v = String(el.value ?? "");  // `checked` says it all
+        // `checked` says all for boxes; an option's value is noise when it repeats its text
+        if (el.type !== "checkbox" && el.type !== "radio" && !(el.tagName === "OPTION" && el.value === el.text.trim()))
+          v = String(el.value ?? "");
       }
       else if (name === "checked" && (el.type === "checkbox" || el.type === "radio")) v = el.checked ? "true" : null;
       else if (name === "selected" && el.tagName === "OPTION") v = el.selected ? "true" : null;

@@ -43,17 +43,26 @@ class _Interrupted(Exception):
     pass
 
 
+class PoolBusy(RuntimeError):
+    """No browser context came free in time."""
+
+
 class _Episode:
     """One episode's browser context, pages and bookkeeping."""
 
-    def __init__(self, record: EpisodeRecord, suite: TaskSuite, task: Task, deadline: float):
+    def __init__(self, record: EpisodeRecord, suite: TaskSuite, task: Task, deadline: float, timeout_s: float):
         self.record, self.suite, self.task, self.deadline = record, suite, task, deadline
-        self.allowlist = nav.Allowlist(task.allowed_origins or [nav.origin_of(task.start_url)])
         self.notes: list[str] = []
+        self.guard = nav.NavigationGuard(
+            nav.Allowlist(task.allowed_origins or [nav.origin_of(task.start_url)]), self.notes, timeout_s)
         self.context = None
-        self.pages: list = []  # open pages, newest last; the newest is the one the agent acts on
         self.last_obs = Observation(url=task.start_url, html="")
         self.released = False
+
+    @property
+    def pages(self) -> list:
+        """Open pages of the episode, oldest first; the newest is the one the agent acts on."""
+        return self.context.pages if self.context is not None else []
 
     @property
     def page(self):
@@ -67,21 +76,25 @@ class _Episode:
 
         page.on("dialog", on_dialog)
         page.on("download", lambda d: self.notes.append(f"download of {d.url} blocked"))
-        page.on("close", lambda p: p in self.pages and self.pages.remove(p))
-        self.pages.append(page)
+        if self.pages and page is not self.pages[0]:  # a new tab: it may stay only inside the allowlist
+            page.on("domcontentloaded", self._check_tab)
+
+    async def _check_tab(self, page) -> None:
+        if not self.guard.allowlist.allows(page.url):
+            self.notes.append(f"closed a new tab at {page.url}: outside the allowed origins")
+            with contextlib.suppress(PlaywrightError):
+                await page.close()
 
     async def settle_pages(self) -> None:
-        """Close popups that left the allowlist; the newest remaining page becomes the active one."""
+        """Close new tabs that left the allowlist; the newest remaining page becomes the active one."""
         for page in self.pages[1:]:
-            if not self.allowlist.allows(page.url):
-                self.notes.append(f"closed a new tab at {page.url}: outside the allowed origins")
-                with contextlib.suppress(PlaywrightError):
-                    await page.close()
+            await self._check_tab(page)
         if len(self.pages) > 1:
             self.notes.append(f"acting on the newest tab: {self.page.url}")
 
     def take_notes(self) -> list[str]:
-        notes, self.notes = self.notes, []
+        notes = list(self.notes)
+        self.notes.clear()  # in place: the allowlist route holds this list
         return notes
 
 
@@ -238,18 +251,24 @@ class BrowserPool:
     async def reset(self, task_id: str, seed: int | None = None) -> EpisodeRecord:
         """Open an episode of ``task_id`` (``miniwob/click-button``, or a URL) in a fresh context.
 
-        Waits for a free context. The returned record carries ``episode_id``, ``instruction`` and
+        Waits for a free context (up to ``browser.episode_timeout_s``, then raises :class:`PoolBusy`). The returned record carries ``episode_id``, ``instruction`` and
         ``first_observation``; if the start page could not be loaded its status says why.
         """
         suite, task = self.suites.resolve(task_id)
         await self._ensure_browser()
         if self._health_task is None:
             await self.start()
-        await self._slots.acquire()
         b = self.cfg.browser
+        try:
+            await asyncio.wait_for(self._slots.acquire(), b.episode_timeout_s)
+        except asyncio.TimeoutError:
+            raise PoolBusy(
+                f"no free browser context within {b.episode_timeout_s:.0f} s: all {b.contexts} are in use; "
+                "close finished episodes (close(episode_id)) or raise env.browser.contexts"
+            ) from None
         now = time.time()
         record = EpisodeRecord(episode_id=uuid.uuid4().hex, task_id=task.id, seed=seed, started_at=now)
-        ep = _Episode(record, suite, task, deadline=now + b.episode_timeout_s)
+        ep = _Episode(record, suite, task, deadline=now + b.episode_timeout_s, timeout_s=b.navigation_timeout_s)
         self._episodes[record.episode_id] = ep
         self.stats["episodes"] += 1
         try:
@@ -268,7 +287,7 @@ class BrowserPool:
             viewport={"width": b.viewport_width, "height": b.viewport_height},
             accept_downloads=False, service_workers="block",
         )
-        await nav.install(ep.context, ep.allowlist, ep.notes, b.navigation_timeout_s)
+        await ep.guard.install(ep.context)
         ep.context.on("page", ep.attach)
         page = await ep.context.new_page()  # the "page" event attaches it
         await page.goto(ep.task.start_url, wait_until="load", timeout=b.navigation_timeout_s * 1000)
@@ -326,6 +345,7 @@ class BrowserPool:
             error = str(e)
         if rec.status is not EpisodeStatus.running:
             raise _Interrupted(rec.reason)
+        await ep.guard.idle(self.cfg.browser.action_timeout_s)
         await ep.settle_pages()
         reward, done = await ep.suite.reward(ep.page, ep.task)
         rec.reward = reward

@@ -90,15 +90,28 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message says which key and how to fix it."""
 
 
-def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+def _valid_keys(model: type[BaseModel], prefix: str = "", sections_only: bool = False) -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
-        keys.append(path)
         ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys.extend(_valid_keys(ann, path + "."))
+        is_section = isinstance(ann, type) and issubclass(ann, BaseModel)
+        if is_section or not sections_only:
+            keys.append(path)
+        if is_section:
+            keys.extend(_valid_keys(ann, path + ".", sections_only))
     return keys
+
+
+def _drop_empty_sections(tree: dict, sections: set[str], prefix: str = "") -> dict:
+    """A section left empty in YAML (``env:`` with nothing under it) reads as None: take it as {}."""
+    out = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if value is None and path in sections:
+            value = {}
+        out[key] = _drop_empty_sections(value, sections, path + ".") if isinstance(value, dict) else value
+    return out
 
 
 def _suggest(key: str, candidates: Iterable[str]) -> str:
@@ -150,12 +163,13 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def resolve_preset(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.exists():
-        return path
+    """A bare name (``local``) is a preset in ``configs/``; anything else is a path."""
     preset = CONFIG_DIR / f"{name_or_path}.yaml"
-    if preset.exists():
+    if "/" not in str(name_or_path) and preset.exists():
         return preset
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
     presets = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
     raise ConfigError(f"no config file '{name_or_path}' and no preset of that name{_suggest(str(name_or_path), presets)} "
                       f"(presets: {', '.join(presets)})")
@@ -171,6 +185,7 @@ def load_config(config: str | Path | None = None, overrides: Iterable[str] = ())
         raise ConfigError(f"{path} is not valid YAML: {e}") from e
     if not isinstance(tree, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys, not {type(tree).__name__}")
+    tree = _drop_empty_sections(tree, set(_valid_keys(WebRLConfig, sections_only=True)))
     for item in overrides:
         _set_dotted(tree, *parse_override(item))
     try:

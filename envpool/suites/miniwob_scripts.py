@@ -77,7 +77,7 @@ def _select_targets(instruction: str) -> list[str]:
 def _choose_list(instruction: str, html: str) -> str:
     target = re.match(r"Select (.*) from the list", instruction).group(1)
     select = next(el for el in elements(html) if el.tag == "select")
-    selected = re.search(r'<option value="[^"]*" selected="true">([^<]*)</option>', html)
+    selected = re.search(r'<option[^>]* selected="true"[^>]*>([^<]*)</option>', html)
     if not selected or selected.group(1).strip() != target:
         return f'do(action="Select Dropdown Option", argument="{target}", element="{select.id}")'
     return _click(_by_text(html, "Submit", ("button",)))

@@ -1,0 +1,99 @@
+"""Shared fixtures: the test config, and two loopback web servers of different origins ("site" and
+"offsite") with pages that try every way out of the allowlist. The offsite server records each
+request it receives, so a test can prove that nothing reached it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from webrl.config import load_config
+
+
+@pytest.fixture
+def cfg():
+    return load_config("tiny")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class Server:
+    def __init__(self, routes):
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _serve(self):
+                server.requests.append(f"{self.command} {self.path}")
+                route = routes(self.path.split("?")[0], server)
+                status, headers, body = route if route else (404, {}, "not found")
+                self.send_response(status)
+                for k, v in {"Content-Type": "text/html; charset=utf-8", **headers}.items():
+                    self.send_header(k, v)
+                data = body.encode()
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _serve
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _page(body: str) -> tuple[int, dict, str]:
+    return 200, {}, f"<!doctype html><html><head><title>t</title></head><body>{body}</body></html>"
+
+
+@pytest.fixture
+def sites():
+    """(site, offsite): ``site`` serves the test pages; ``offsite`` is another origin they try to reach."""
+    offsite = Server(lambda path, s: _page(f"<p>offsite {path}</p>"))
+
+    def site_routes(path, s):
+        off = offsite.url
+        pages = {
+            "/start": _page(
+                f'<h1>Start</h1><a href="/second">second page</a> <a href="{off}/landing">offsite link</a>'
+                f'<button onclick="window.open(\'{off}/popup\')">offsite popup</button>'
+                f'<button onclick="window.open(\'/second\')">local popup</button>'
+                f'<form method="post" action="{off}/steal"><input name="secret" value="s3cret"><button>post offsite</button></form>'
+                '<button onclick="alert(\'hello\'); document.title = \'after-alert\'">alert</button>'
+                '<button onclick="if (confirm(\'sure?\')) document.body.dataset.confirmed = 1">confirm</button>'
+                '<a href="/file.bin">download</a>'
+                '<select><option>Alpha</option><option>Beta Two</option></select>'
+            ),
+            "/second": _page("<h1>Second</h1><p>you made it</p><a href=\"/start\">back to start</a>"),
+            "/redirect-off": (302, {"Location": f"{off}/landing"}, ""),
+            "/redirect-chain": (302, {"Location": "/redirect-off"}, ""),
+            "/redirect-ok": (302, {"Location": "/second"}, ""),
+            "/iframe": _page(f'<h1>Frame</h1><iframe src="{off}/frame"></iframe><iframe src="/second"></iframe>'),
+            "/file.bin": (200, {"Content-Type": "application/octet-stream",
+                                "Content-Disposition": "attachment; filename=file.bin"}, "binary"),
+            "/loop": _page('<button onclick="while (true) {}">freeze</button><button>fine</button>'),
+            "/huge": _page(
+                "<script>const f = document.createDocumentFragment();"
+                "for (let i = 0; i < 200000; i++) { const a = document.createElement(i % 2 ? 'a' : 'span');"
+                "a.href = '#'; a.textContent = 'item ' + i; f.appendChild(a); }"
+                "document.body.appendChild(f);</script>"
+            ),
+        }
+        return pages.get(path)
+
+    site = Server(site_routes)
+    yield site, offsite
+    site.close()
+    offsite.close()
