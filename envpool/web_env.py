@@ -12,6 +12,7 @@ import threading
 import gymnasium as gym
 from gymnasium import spaces
 
+from envpool.actions import MAX_ACTION_CHARS
 from envpool.pool import BrowserPool
 from webrl.config import EnvConfig
 
@@ -30,14 +31,22 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+class AnyText(spaces.Text):
+    """A text space that holds any string up to ``max_length`` (gymnasium's ``Text`` wants a
+    charset; pages and model outputs use all of Unicode). Samples are alphanumeric."""
+
+    def contains(self, x) -> bool:
+        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
+
+
 class WebEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, task_id: str, cfg: EnvConfig | None = None, pool=None):
         self.task_id = task_id
         self.cfg = cfg or EnvConfig()
-        self.observation_space = spaces.Text(max_length=self.cfg.observation.max_chars + 1024, charset=None)
-        self.action_space = spaces.Text(max_length=4096, charset=None)
+        self.observation_space = AnyText(max_length=self.cfg.observation.max_chars)
+        self.action_space = AnyText(max_length=MAX_ACTION_CHARS)
         self._owned = pool is None
         if self._owned:
             self._loop = _LoopThread()

@@ -97,3 +97,16 @@ def sites():
     yield site, offsite
     site.close()
     offsite.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests are skipped where CUDA is not available (CI, laptops)."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in gpu_items:
+            item.add_marker(skip)

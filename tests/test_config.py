@@ -151,7 +151,7 @@ def test_unknown_top_level_section_suggests_env():
     "override,bad,good",
     [
         ("env.observation.max_char=100", "env.observation.max_char", "env.observation.max_chars"),
-        ("env.brwser.contexts=3", "env.brwser", "env.browser"),
+        ("env.brwser.contexts=3", "env.brwser.contexts", "env.browser.contexts"),
         ("seeed=1", "seeed", "seed"),
         ("ray.adress=x", "ray.adress", "ray.address"),
         ("env.max_step=3", "env.max_step", "env.max_steps"),

@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     try:
         return args.func(cfg, args)
-    except KeyError as e:  # unknown task ids and the like: the message says what to do
-        console.print(f"[bold red]error:[/] {e.args[0] if e.args else e}", highlight=False)
+    except (KeyError, FileNotFoundError) as e:  # unknown task ids, missing files: the message says what to do
+        console.print(f"[bold red]error:[/] {e.args[0] if isinstance(e, KeyError) and e.args else e}", highlight=False)
         return 2
     except KeyboardInterrupt:
         console.print(f"interrupted after {time.time() - t0:.0f} s", style="yellow")

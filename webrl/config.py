@@ -186,8 +186,12 @@ def load_config(config: str | Path | None = None, overrides: Iterable[str] = ())
     if not isinstance(tree, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys, not {type(tree).__name__}")
     tree = _drop_empty_sections(tree, set(_valid_keys(WebRLConfig, sections_only=True)))
+    valid = _valid_keys(WebRLConfig)
     for item in overrides:
-        _set_dotted(tree, *parse_override(item))
+        key, value = parse_override(item)
+        if key not in valid:
+            raise ConfigError(f"--set {item}: unknown config key '{key}'{_suggest(key, valid)}")
+        _set_dotted(tree, key, value)
     try:
         return WebRLConfig.model_validate(tree)
     except ValidationError as e:
