@@ -45,6 +45,19 @@ class Allowlist:
         return ", ".join(sorted(self.origins)) or "(none)"
 
 
+# Counts navigations a document starts (link, form, script), so that a step can tell that one is on
+# its way before its request exists; read and reset by PENDING_NAVIGATION_JS.
+NAVIGATION_WATCH_JS = """
+if (window.navigation && !window.__webrlNavWatch) {
+  window.__webrlNavWatch = true;
+  window.navigation.addEventListener("navigate", (e) => {
+    if (!e.destination.sameDocument) window.__webrlNav = (window.__webrlNav || 0) + 1;
+  });
+}
+"""
+PENDING_NAVIGATION_JS = "(() => { const n = window.__webrlNav || 0; window.__webrlNav = 0; return n; })()"
+
+
 def blocked_page(url: str, allowlist: Allowlist) -> str:
     return (
         # the data: icon stops Chromium fetching /favicon.ico from the blocked origin (it is not routed)
@@ -64,9 +77,20 @@ class NavigationGuard:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.navigations = 0  # navigation requests decided so far
+        self._navigated = asyncio.Event()
 
     async def install(self, context) -> None:
+        await context.add_init_script(NAVIGATION_WATCH_JS)
         await context.route("**/*", self._handle)
+
+    async def wait_navigation(self, since: int, timeout_s: float) -> None:
+        """Wait until a navigation request after the ``since``-th has been decided."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.navigations <= since:
+                    self._navigated.clear()
+                    await self._navigated.wait()
 
     async def idle(self, timeout_s: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -75,12 +99,16 @@ class NavigationGuard:
     async def _handle(self, route, request) -> None:
         self._busy += 1
         self._idle.clear()
+        nav = request.is_navigation_request()
         try:
             await self._decide(route, request)
         except Exception as e:  # noqa: BLE001 - a request must never take the episode down with it
             if "closed" not in str(e):
                 self.notes.append(f"request to {request.url} failed: {str(e).splitlines()[0]}")
         finally:
+            if nav:
+                self.navigations += 1
+                self._navigated.set()
             self._busy -= 1
             if not self._busy:
                 self._idle.set()
@@ -122,7 +150,10 @@ class NavigationGuard:
             notes.append(f"navigation to {url} failed: {str(e).splitlines()[0]}")
             await route.abort("failed")
             return
-        if target == url:
+        if "attachment" in response.headers.get("content-disposition", "").lower():
+            notes.append(f"download of {target} blocked")
+            await route.fulfill(status=204)  # "no content": the page stays as it was
+        elif target == url:
             await route.fulfill(response=response)
         else:
             await route.fulfill(status=302, headers={"location": target})

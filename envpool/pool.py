@@ -339,13 +339,16 @@ class BrowserPool:
     async def _act(self, ep: _Episode, act: Action) -> EnvStep:
         rec = ep.record
         error = f"invalid action: {act.error}" if act.kind is ActionKind.invalid else None
+        timeout_s = self.cfg.browser.action_timeout_s
+        navigations = ep.guard.navigations
         try:
-            await execute(ep.page, act, self.cfg.browser.action_timeout_s)
+            await execute(ep.page, act, timeout_s)
         except ActionError as e:
             error = str(e)
         if rec.status is not EpisodeStatus.running:
             raise _Interrupted(rec.reason)
-        await ep.guard.idle(self.cfg.browser.action_timeout_s)
+        await self._await_navigation(ep, navigations, timeout_s)
+        await ep.guard.idle(timeout_s)
         await ep.settle_pages()
         reward, done = await ep.suite.reward(ep.page, ep.task)
         rec.reward = reward
@@ -360,6 +363,18 @@ class BrowserPool:
             status = EpisodeStatus.truncated
             self._finish(ep, status, f"reached the step limit ({self.cfg.max_steps})")
         return EnvStep(action=act, observation=ep.last_obs, reward=reward, status=status)
+
+    async def _await_navigation(self, ep: _Episode, since: int, timeout_s: float) -> None:
+        """If the action set off a navigation that has not yet replaced the page (its request may not
+        exist yet), wait for the allowlist to decide it and for the new page to load."""
+        try:
+            pending = await ep.page.evaluate(nav.PENDING_NAVIGATION_JS)
+        except PlaywrightError:  # the page is being replaced right now
+            pending = 1
+        if pending:
+            await ep.guard.wait_navigation(since, timeout_s)
+            with contextlib.suppress(PlaywrightError):
+                await ep.page.wait_for_load_state("domcontentloaded", timeout=timeout_s * 1000)
 
     async def close(self, episode_id: str) -> EpisodeRecord:
         """End the episode if it still runs, free its context, and return its full record."""

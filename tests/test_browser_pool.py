@@ -142,6 +142,7 @@ def test_allowlist_blocks_every_way_off_site(cfg, sites):
     assert any("closed a new tab" in n for n in res["popup_notes"])
     assert any("blocked navigation" in n and "/steal" in n for n in res["post"].observation.notes)
     assert any("download" in n and "blocked" in n for n in res["download"].observation.notes)
+    assert res["download"].observation.url.endswith("/start")  # a blocked download leaves the page as it was
     assert "Second" in res["local_popup"].observation.html  # a same-origin popup becomes the active tab
     assert any("acting on the newest tab" in n for n in res["local_popup"].observation.notes)
     for name in ("redirect-off", "redirect-chain"):
