@@ -46,7 +46,7 @@ class Allowlist:
 
 
 # Counts navigations a document starts (link, form, script), so that a step can tell that one is on
-# its way before its request exists; read and reset by PENDING_NAVIGATION_JS.
+# its way before its request exists; observe.js reads and resets the count with each observation.
 NAVIGATION_WATCH_JS = """
 if (window.navigation && !window.__webrlNavWatch) {
   window.__webrlNavWatch = true;
@@ -55,7 +55,6 @@ if (window.navigation && !window.__webrlNavWatch) {
   });
 }
 """
-PENDING_NAVIGATION_JS = "(() => { const n = window.__webrlNav || 0; window.__webrlNav = 0; return n; })()"
 
 
 def blocked_page(url: str, allowlist: Allowlist) -> str:

@@ -3,6 +3,8 @@ message meant for the agent ("element 12 is not on the page ...")."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from playwright.async_api import Error as PlaywrightError
 
 from webrl.types import Action, ActionKind
@@ -14,30 +16,53 @@ class ActionError(Exception):
     """The action could not be carried out; the message is shown to the agent next step."""
 
 
-async def locate(page, element: int):
-    """The element with this id in the latest observation, searched in every frame of the page."""
+@dataclass(frozen=True)
+class KnownIds:
+    """The ids the latest observation handed out: ``0..count-1``, some of them inside iframes."""
+
+    count: int
+    in_frames: frozenset[int] = frozenset()
+
+
+async def locate(page, element: int, known: KnownIds | None = None):
+    """The element with this id in the latest observation. With ``known``, an id the observation
+    never gave is refused at once and a main-frame element is found without a round trip."""
     selector = f'[{ELEMENT_ATTR}="{element}"]'
+    if known is not None:
+        if element >= known.count:
+            raise ActionError(_missing(element, known.count))
+        if element not in known.in_frames:
+            return page.main_frame.locator(selector).first
     for frame in page.frames:
         loc = frame.locator(selector)
         if await loc.count():
             return loc.first
-    raise ActionError(f"element {element} is not on the page; use an id from the current observation")
+    raise ActionError(_missing(element, known.count if known else None))
 
 
-async def _select(loc, element: int, wanted: str) -> None:
-    tag, options = await loc.evaluate("el => [el.tagName.toLowerCase(), Array.from(el.options || [], o => o.text)]")
+def _missing(element: int, count: int | None) -> str:
+    ids = f" (ids 0-{count - 1})" if count else ""
+    return f"element {element} is not on the page{ids}; use an id from the current observation"
+
+
+async def _select(loc, element: int, wanted: str, ms: float) -> None:
+    tag, options = await loc.evaluate("el => [el.tagName.toLowerCase(), Array.from(el.options || [], o => o.text)]",
+                                      timeout=ms)
     if tag != "select":
         raise ActionError(f"element {element} is a <{tag}>, not a <select>; click it instead")
     key = wanted.strip().lower()
     for index, text in enumerate(options):
         if text.strip().lower() == key:
-            await loc.select_option(index=index)
+            await loc.select_option(index=index, timeout=ms)
             return
     raise ActionError(f"element {element} has no option {wanted!r}; options: {', '.join(map(repr, options[:20]))}")
 
 
-async def execute(page, action: Action, timeout_s: float) -> None:
-    """Perform ``action`` on ``page``. ``exit`` and ``invalid`` do nothing here."""
+async def execute(page, action: Action, timeout_s: float, known: KnownIds | None = None) -> None:
+    """Perform ``action`` on ``page`` within ``timeout_s``. ``exit`` and ``invalid`` do nothing here.
+
+    Element actions get half the time: an element that went stale (the page changed since the
+    observation) fails with an error the agent reads, leaving time to observe the page again."""
     ms = timeout_s * 1000
     kind = action.kind
     try:
@@ -53,13 +78,14 @@ async def execute(page, action: Action, timeout_s: float) -> None:
         elif kind is ActionKind.go_forward:
             await page.go_forward(wait_until="domcontentloaded", timeout=ms)
         else:
-            loc = await locate(page, action.element)
+            loc = await locate(page, action.element, known)
+            ms = ms / 2
             if kind is ActionKind.click:
                 await loc.click(timeout=ms)
             elif kind is ActionKind.hover:
                 await loc.hover(timeout=ms)
             elif kind is ActionKind.select:
-                await _select(loc, action.element, action.argument or "")
+                await _select(loc, action.element, action.argument or "", ms)
             else:  # type, search: clear, then type key by key so the page sees real key events
                 await loc.fill("", timeout=ms)
                 await loc.press_sequentially(action.argument or "", timeout=ms)

@@ -7,9 +7,11 @@ for scripted policies and tests.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from importlib import resources
+from typing import Any
 
 from webrl.config import ObservationConfig
 from webrl.types import Observation
@@ -27,16 +29,33 @@ def script_options(cfg: ObservationConfig) -> dict:
     }
 
 
-async def observe(page, cfg: ObservationConfig, *, error: str | None = None, notes: list[str] | None = None) -> Observation:
-    """Simplified HTML of ``page`` (a Playwright page) under the config's budgets."""
-    r = await page.evaluate(OBSERVE_JS, script_options(cfg))
+@functools.lru_cache(maxsize=16)
+def observe_script(reward_js: str | None) -> str:
+    """observe.js with a suite's reward function spliced in, so that one evaluation reads both."""
+    return f"(opts) => {{ opts.reward = {reward_js or 'null'}; return ({OBSERVE_JS.strip()})(opts); }}"
+
+
+@dataclass
+class PageState:
+    """What one evaluation in the page returns: the observation and what the pool needs besides."""
+
+    observation: Observation
+    reward: Any  # the suite's reward function's result (None without one, or if it threw)
+    pending_navigation: bool  # the page started a navigation that has not replaced it yet
+    element_count: int
+    frame_ids: frozenset[int]  # element ids that live inside iframes
+
+
+async def observe(page, cfg: ObservationConfig, *, reward_js: str | None = None, error: str | None = None,
+                  notes: list[str] | None = None) -> PageState:
+    """Simplified HTML of ``page`` (a Playwright page) under the config's budgets, in one evaluation."""
+    r = await page.evaluate(observe_script(reward_js), script_options(cfg))
     notes = list(notes or [])
     if r["truncated"]:
         notes.append(f"page truncated at the {r['reason']} budget")
-    return Observation(
-        url=r["url"], html=r["html"], element_count=r["elementCount"], truncated=r["truncated"],
-        error=error, notes=notes,
-    )
+    obs = Observation(url=r["url"], html=r["html"], element_count=r["elementCount"], truncated=r["truncated"],
+                      error=error, notes=notes)
+    return PageState(obs, r["reward"], bool(r["pendingNavigation"]), r["elementCount"], frozenset(r["frameIds"]))
 
 
 @dataclass

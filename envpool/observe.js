@@ -1,6 +1,8 @@
 // WebRL observation: the page as simplified HTML, computed in one evaluation (DESIGN.md §4).
 // Interactive elements get integer ids in DOM order, stored on the page as data-webrl-id so actions
 // can find them. Stops at the character budget or the time budget and says it truncated.
+// Also returns, in the same call, the suite's reward (opts.reward: a function's source, or null) and
+// whether the page has started a navigation since the last look (see allowlist.NAVIGATION_WATCH_JS).
 (opts) => {
   const t0 = performance.now();
   const W = window.innerWidth, H = window.innerHeight;
@@ -11,7 +13,8 @@
   const TAGS = new Set(["A", "BUTTON", "INPUT", "SELECT", "TEXTAREA", "SUMMARY"]);
   const ROLES = new Set(["button", "link", "checkbox", "radio", "tab", "menuitem", "menuitemcheckbox",
     "menuitemradio", "option", "textbox", "combobox", "switch", "searchbox", "slider", "spinbutton", "treeitem"]);
-  let nextId = 0, used = 0, truncated = false, visited = 0, reason = null;
+  let nextId = 0, used = 0, truncated = false, visited = 0, reason = null, frameDepth = 0;
+  const frameIds = [];
 
   for (const el of document.querySelectorAll("[data-webrl-id]")) el.removeAttribute("data-webrl-id");
 
@@ -80,6 +83,7 @@
     if (isInteractive) {
       const id = nextId++;
       el.setAttribute("data-webrl-id", String(id));
+      if (frameDepth) frameIds.push(id);
       const bbox = [rect.left, rect.top, rect.width, rect.height].map(Math.round).join(",");
       head = `<${name} id="${id}"${attrText(el)} data-bbox="${bbox}"`;
     } else if (KEEP.has(tag)) {
@@ -89,8 +93,12 @@
     const kids = el.shadowRoot ? [...el.shadowRoot.childNodes, ...el.childNodes] : el.childNodes;
     for (const child of kids) walk(child, inner);
     if (tag === "IFRAME") {
-      try { if (el.contentDocument && el.contentDocument.body) walk(el.contentDocument.body, inner); }
-      catch (e) { /* cross-origin frame: its content is not ours to read */ }
+      try {
+        if (el.contentDocument && el.contentDocument.body) {
+          frameDepth++;
+          try { walk(el.contentDocument.body, inner); } finally { frameDepth--; }
+        }
+      } catch (e) { /* cross-origin frame: its content is not ours to read */ }
     }
     if (!head) { for (const s of inner) out.push(s); return; }
     if (!isInteractive && inner.length === 0 && tag !== "IMG") return;
@@ -103,8 +111,11 @@
   if (document.body) walk(document.body, out);
   let html = out.join(" ");
   if (html.length > opts.maxChars) { html = html.slice(0, opts.maxChars); truncated = true; reason = reason || "characters"; }
+  const pendingNavigation = window.__webrlNav || 0;
+  window.__webrlNav = 0;
   return {
-    url: location.href, title: document.title, html, elementCount: nextId, truncated, reason,
+    url: location.href, title: document.title, html, elementCount: nextId, truncated, reason, frameIds,
+    pendingNavigation, reward: (() => { try { return opts.reward ? opts.reward() : null; } catch (e) { return null; } })(),
     ms: performance.now() - t0, visited,
   };
 }

@@ -29,7 +29,7 @@ from playwright.async_api import async_playwright
 from envpool import allowlist as nav
 from envpool.actions import format_action, parse_action
 from envpool.chromium import browser_pids, find_executable
-from envpool.executor import ActionError, execute
+from envpool.executor import ActionError, KnownIds, execute
 from envpool.observation import observe
 from envpool.suites import Suites
 from envpool.suites.base import TaskSuite
@@ -57,6 +57,7 @@ class _Episode:
             nav.Allowlist(task.allowed_origins or [nav.origin_of(task.start_url)]), self.notes, timeout_s)
         self.context = None
         self.last_obs = Observation(url=task.start_url, html="")
+        self.known: KnownIds | None = None  # the ids the last observation handed out
         self.released = False
 
     @property
@@ -292,7 +293,7 @@ class BrowserPool:
         page = await ep.context.new_page()  # the "page" event attaches it
         await page.goto(ep.task.start_url, wait_until="load", timeout=b.navigation_timeout_s * 1000)
         ep.record.instruction = await ep.suite.begin(page, ep.task, seed)
-        ep.last_obs = await observe(page, self.cfg.observation, notes=ep.take_notes())
+        await self._look(ep)
         ep.record.first_observation = ep.last_obs
 
     def _get(self, episode_id: str) -> _Episode:
@@ -336,25 +337,40 @@ class BrowserPool:
         obs = ep.last_obs.model_copy(update={"error": ep.record.reason, "notes": ep.take_notes()})
         return EnvStep(action=act, observation=obs, reward=ep.record.reward, status=ep.record.status)
 
+    async def _look(self, ep: _Episode, error: str | None = None, earlier_notes: tuple[str, ...] = ()):
+        """Observe the active page (and read the suite's reward in the same evaluation)."""
+        state = await observe(ep.page, self.cfg.observation, reward_js=ep.suite.reward_js, error=error,
+                              notes=[*earlier_notes, *ep.take_notes()])
+        ep.last_obs, ep.known = state.observation, KnownIds(state.element_count, state.frame_ids)
+        return state
+
     async def _act(self, ep: _Episode, act: Action) -> EnvStep:
         rec = ep.record
         error = f"invalid action: {act.error}" if act.kind is ActionKind.invalid else None
         timeout_s = self.cfg.browser.action_timeout_s
         navigations = ep.guard.navigations
         try:
-            await execute(ep.page, act, timeout_s)
+            await execute(ep.page, act, timeout_s, ep.known)
         except ActionError as e:
             error = str(e)
         if rec.status is not EpisodeStatus.running:
             raise _Interrupted(rec.reason)
-        await self._await_navigation(ep, navigations, timeout_s)
         await ep.guard.idle(timeout_s)
         await ep.settle_pages()
-        reward, done = await ep.suite.reward(ep.page, ep.task)
+        state = await self._look(ep, error)
+        if state.pending_navigation:
+            # the action set off a navigation that has not replaced the page yet (its request may not
+            # even exist yet): wait for the allowlist to decide it and the new page to load, look again
+            await ep.guard.wait_navigation(navigations, timeout_s)
+            with contextlib.suppress(PlaywrightError):
+                await ep.page.wait_for_load_state("domcontentloaded", timeout=timeout_s * 1000)
+            await ep.guard.idle(timeout_s)
+            await ep.settle_pages()
+            state = await self._look(ep, error, tuple(state.observation.notes))
+        reward, done = ep.suite.reward_from(state.reward, ep.task)
         rec.reward = reward
         if act.kind is ActionKind.exit:
             rec.answer, done = act.argument, True
-        ep.last_obs = await observe(ep.page, self.cfg.observation, error=error, notes=ep.take_notes())
         status = EpisodeStatus.running
         if done:
             status = EpisodeStatus.done
@@ -363,18 +379,6 @@ class BrowserPool:
             status = EpisodeStatus.truncated
             self._finish(ep, status, f"reached the step limit ({self.cfg.max_steps})")
         return EnvStep(action=act, observation=ep.last_obs, reward=reward, status=status)
-
-    async def _await_navigation(self, ep: _Episode, since: int, timeout_s: float) -> None:
-        """If the action set off a navigation that has not yet replaced the page (its request may not
-        exist yet), wait for the allowlist to decide it and for the new page to load."""
-        try:
-            pending = await ep.page.evaluate(nav.PENDING_NAVIGATION_JS)
-        except PlaywrightError:  # the page is being replaced right now
-            pending = 1
-        if pending:
-            await ep.guard.wait_navigation(since, timeout_s)
-            with contextlib.suppress(PlaywrightError):
-                await ep.page.wait_for_load_state("domcontentloaded", timeout=timeout_s * 1000)
 
     async def close(self, episode_id: str) -> EpisodeRecord:
         """End the episode if it still runs, free its context, and return its full record."""

@@ -40,6 +40,14 @@ class TaskSuite(ABC):
         """Called once the start page has loaded: set the episode up, return the instruction."""
         return task.instruction or ""
 
-    async def reward(self, page, task: Task) -> tuple[float, bool]:
-        """(reward, done) as the page reports it; suites judged elsewhere report (0, False)."""
+    # A JavaScript function run in the page with every observation (same evaluation); its result is
+    # handed to ``reward_from``. None: the page has no reward of its own (judged elsewhere).
+    reward_js: str | None = None
+
+    def reward_from(self, raw, task: Task) -> tuple[float, bool]:
+        """(reward, done) from what ``reward_js`` returned (None if it threw or there is none)."""
         return 0.0, False
+
+    async def reward(self, page, task: Task) -> tuple[float, bool]:
+        """(reward, done) read on its own, outside an observation."""
+        return self.reward_from(await page.evaluate(self.reward_js) if self.reward_js else None, task)

@@ -69,6 +69,9 @@ class MiniWoBSuite(TaskSuite):
             await asyncio.sleep(0.05)
         return await page.evaluate("core.getUtterance()")
 
-    async def reward(self, page, task: Task) -> tuple[float, bool]:
-        raw, done = await page.evaluate("[WOB_RAW_REWARD_GLOBAL, WOB_DONE_GLOBAL]")
-        return (1.0 if raw > 0 else 0.0), bool(done)
+    reward_js = "() => [WOB_RAW_REWARD_GLOBAL, WOB_DONE_GLOBAL]"
+
+    def reward_from(self, raw, task: Task) -> tuple[float, bool]:
+        if not raw:  # off the task page: no reward to read
+            return 0.0, False
+        return (1.0 if raw[0] > 0 else 0.0), bool(raw[1])
