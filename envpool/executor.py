@@ -91,7 +91,8 @@ async def execute(page, action: Action, timeout_s: float, known: KnownIds | None
                 await loc.press_sequentially(action.argument or "", timeout=ms)
                 if kind is ActionKind.search:
                     await loc.press("Enter", timeout=ms)
-        await page.wait_for_load_state("domcontentloaded", timeout=ms)
+        # No wait for a page load here: the observation after the action tells whether a navigation
+        # is under way (observe.js: pendingNavigation) and the pool waits for it then.
     except PlaywrightError as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         target = f" on element {action.element}" if action.element is not None else ""

@@ -41,7 +41,7 @@ class PageState:
 
     observation: Observation
     reward: Any  # the suite's reward function's result (None without one, or if it threw)
-    pending_navigation: bool  # the page started a navigation that has not replaced it yet
+    pending_navigation: bool  # a navigation has not replaced the page yet, or the new one is still parsing
     element_count: int
     frame_ids: frozenset[int]  # element ids that live inside iframes
 

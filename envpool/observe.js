@@ -111,7 +111,8 @@
   if (document.body) walk(document.body, out);
   let html = out.join(" ");
   if (html.length > opts.maxChars) { html = html.slice(0, opts.maxChars); truncated = true; reason = reason || "characters"; }
-  const pendingNavigation = window.__webrlNav || 0;
+  // a navigation this document started, or a new document still being parsed: look again later
+  const pendingNavigation = (window.__webrlNav || 0) + (document.readyState === "loading" ? 1 : 0);
   window.__webrlNav = 0;
   return {
     url: location.href, title: document.title, html, elementCount: nextId, truncated, reason, frameIds,
