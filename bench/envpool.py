@@ -102,7 +102,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each side; medians count")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    cfg = load_config("local", [f"env.browser.contexts={max(levels)}"])
+    # generous action timeout: 16 episodes on 2 cores make single clicks slow, and this measures speed
+    cfg = load_config("local", [f"env.browser.contexts={max(levels)}", "env.browser.action_timeout_s=60"])
     ray = init_ray(cfg.ray)
     pool = remote_pool(cfg.env, num_cpus=0)
     ray.get(pool.start.remote())

@@ -61,8 +61,8 @@ async def _select(loc, element: int, wanted: str, ms: float) -> None:
 async def execute(page, action: Action, timeout_s: float, known: KnownIds | None = None) -> None:
     """Perform ``action`` on ``page`` within ``timeout_s``. ``exit`` and ``invalid`` do nothing here.
 
-    Element actions get half the time: an element that went stale (the page changed since the
-    observation) fails with an error the agent reads, leaving time to observe the page again."""
+    Element actions get three quarters of the time: an element that went stale (the page changed
+    since the observation) fails with an error the agent reads, leaving time to observe the page."""
     ms = timeout_s * 1000
     kind = action.kind
     try:
@@ -79,7 +79,7 @@ async def execute(page, action: Action, timeout_s: float, known: KnownIds | None
             await page.go_forward(wait_until="domcontentloaded", timeout=ms)
         else:
             loc = await locate(page, action.element, known)
-            ms = ms / 2
+            ms = ms * 3 / 4
             if kind is ActionKind.click:
                 await loc.click(timeout=ms)
             elif kind is ActionKind.hover:
