@@ -30,6 +30,7 @@ from envpool import allowlist as nav
 from envpool.actions import format_action, parse_action
 from envpool.chromium import browser_pids, find_executable
 from envpool.executor import ActionError, KnownIds, execute
+from envpool.metrics import PoolMetrics
 from envpool.observation import observe
 from envpool.suites import Suites
 from envpool.suites.base import TaskSuite
@@ -113,6 +114,7 @@ class BrowserPool:
         self.launches = 0
         self.stats = {"episodes": 0, "steps": 0, "interrupted": 0, "timeouts": 0}
         self._last_probe_ms: float | None = None
+        self.metrics = PoolMetrics(self.tag)
 
     # ---- browser lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,6 +149,7 @@ class BrowserPool:
             browser.on("disconnected", self._on_disconnected)
             self._browser = browser
             self.launches += 1
+            self.metrics.launched()
             if self.launches > 1:
                 log.warning("Chromium relaunched (launch %d)", self.launches)
             return browser
@@ -214,8 +217,11 @@ class BrowserPool:
             self._pw = None
         self.suites.close()
 
+    def _running(self) -> int:
+        return sum(ep.record.status is EpisodeStatus.running for ep in self._episodes.values())
+
     async def health(self) -> dict:
-        running = sum(ep.record.status is EpisodeStatus.running for ep in self._episodes.values())
+        running = self._running()
         return {
             "alive": self._browser is not None and self._browser.is_connected(),
             "launches": self.launches,
@@ -234,6 +240,7 @@ class BrowserPool:
             return
         rec.status, rec.reason = status, reason
         rec.elapsed_s = time.time() - rec.started_at
+        self.metrics.episode_ended(status.value, self._running())
         if status is EpisodeStatus.interrupted:
             self.stats["interrupted"] += 1
         elif status is EpisodeStatus.timeout:
@@ -329,6 +336,7 @@ class BrowserPool:
                 self._finish(ep, EpisodeStatus.error, f"the page failed: {str(e).splitlines()[0] if str(e) else e!r}")
             step = self._ended_step(ep, act)
         step.elapsed_s = time.perf_counter() - t0
+        self.metrics.step(ep.task.suite, step.elapsed_s)
         rec.steps.append(step)
         self.stats["steps"] += 1
         return step
