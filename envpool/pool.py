@@ -116,6 +116,13 @@ class BrowserPool:
         self._last_probe_ms: float | None = None
         self.metrics = PoolMetrics(self.tag)
 
+    async def __aenter__(self) -> "BrowserPool":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.shutdown()
+
     # ---- browser lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         await self._ensure_browser()

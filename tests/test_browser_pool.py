@@ -36,11 +36,8 @@ def test_scripted_policies_reach_reward_one_on_miniwob(cfg):
     """Our own parser and executor solve 12 MiniWoB++ tasks, several episodes at once."""
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             return await asyncio.gather(*(_solve(pool, f"miniwob/{n}", seed) for n in POLICIES for seed in (0, 7)))
-        finally:
-            await pool.shutdown()
 
     records = run(main())
     assert len(POLICIES) >= 5
@@ -51,8 +48,7 @@ def test_scripted_policies_reach_reward_one_on_miniwob(cfg):
 
 def test_seeds_reproduce_pages_and_ids_are_stable(cfg):
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             a = await pool.reset("miniwob/click-checkboxes", 3)
             b = await pool.reset("miniwob/click-checkboxes", 3)
             # observing an unchanged page again (a no-op action) gives the same ids in DOM order
@@ -60,8 +56,6 @@ def test_seeds_reproduce_pages_and_ids_are_stable(cfg):
             await pool.close(a.episode_id)
             c = await pool.reset("miniwob/click-checkboxes", 4)
             return a, b, c, again
-        finally:
-            await pool.shutdown()
 
     a, b, c, again = run(main())
     assert a.instruction == b.instruction and a.first_observation.html == b.first_observation.html
@@ -76,8 +70,7 @@ def test_action_errors_are_reported_to_the_agent_and_the_episode_goes_on(cfg, si
     site, _ = sites
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             rec = await pool.reset(f"{site.url}/start")
             html = rec.first_observation.html
             select = next(e.id for e in elements(html) if e.tag == "select")
@@ -90,8 +83,6 @@ def test_action_errors_are_reported_to_the_agent_and_the_episode_goes_on(cfg, si
             out["exit"] = await pool.step(rec.episode_id, 'exit(message="all done")')
             out["after"] = await pool.step(rec.episode_id, 'do(action="Scroll Up")')
             return out, await pool.close(rec.episode_id)
-        finally:
-            await pool.shutdown()
 
     out, record = run(main())
     assert "element 999 is not on the page" in out["missing"].observation.error
@@ -109,8 +100,7 @@ def test_allowlist_blocks_every_way_off_site(cfg, sites):
     site, offsite = sites
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             res = {}
             rec = await pool.reset(f"{site.url}/start")
             html = rec.first_observation.html
@@ -132,8 +122,6 @@ def test_allowlist_blocks_every_way_off_site(cfg, sites):
                 res[name] = r.first_observation
                 await pool.close(r.episode_id)
             return res
-        finally:
-            await pool.shutdown()
 
     res = run(main())
     assert any("blocked navigation" in n for n in res["link"].observation.notes)
@@ -164,8 +152,7 @@ def test_file_page_may_reach_only_its_own_folder(cfg, tmp_path):
     )
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             rec = await pool.reset(f"file://{folder}/index.html")
             html = rec.first_observation.html
             out = []
@@ -173,8 +160,6 @@ def test_file_page_may_reach_only_its_own_folder(cfg, tmp_path):
                 out.append(await pool.step(rec.episode_id, f'do(action="Click", element="{_id(html, text)}")'))
                 await pool.step(rec.episode_id, 'do(action="Go Backward")')
             return rec, out
-        finally:
-            await pool.shutdown()
 
     rec, (sibling, parent, system) = run(main())
     assert rec.first_observation.url.startswith("http://127.0.0.1:")
@@ -187,15 +172,12 @@ def test_dialogs_never_block(cfg, sites):
     site, _ = sites
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             rec = await pool.reset(f"{site.url}/start")
             html = rec.first_observation.html
             a = await pool.step(rec.episode_id, f'do(action="Click", element="{_id(html, "alert")}")')
             c = await pool.step(rec.episode_id, f'do(action="Click", element="{_id(html, "confirm")}")')
             return a, c
-        finally:
-            await pool.shutdown()
 
     alert, confirm = run(main())
     assert alert.observation.error is None and alert.elapsed_s < cfg.env.browser.action_timeout_s
@@ -208,8 +190,7 @@ def test_infinite_js_loop_ends_its_episode_while_others_go_on(cfg, sites):
     cfg.env.browser.action_timeout_s = 3
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             stuck = await pool.reset(f"{site.url}/loop")
             other = await pool.reset("miniwob/click-test", 1)
             freeze = _id(stuck.first_observation.html, "freeze")
@@ -226,8 +207,6 @@ def test_infinite_js_loop_ends_its_episode_while_others_go_on(cfg, sites):
             elapsed = time.perf_counter() - t0
             after = await _solve(pool, "miniwob/click-button", 2)
             return frozen, others, elapsed, after, await pool.health()
-        finally:
-            await pool.shutdown()
 
     frozen, others, elapsed, after, health = run(main())
     assert frozen.status is EpisodeStatus.timeout
@@ -241,13 +220,10 @@ def test_huge_page_comes_back_truncated_within_the_step_timeout(cfg, sites):
     site, _ = sites
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             t0 = time.perf_counter()
             rec = await pool.reset(f"{site.url}/huge")
             return rec, time.perf_counter() - t0
-        finally:
-            await pool.shutdown()
 
     rec, elapsed = run(main())
     obs = rec.first_observation
@@ -264,11 +240,8 @@ def test_viewport_only_drops_elements_below_the_fold(cfg, sites):
     cfg.env.observation.time_budget_ms = 10**5
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             return await pool.reset(f"{site.url}/huge")
-        finally:
-            await pool.shutdown()
 
     obs = run(main()).first_observation
     assert not obs.truncated and 0 < obs.element_count < 2000
@@ -279,8 +252,7 @@ def test_reset_waits_for_a_free_context_then_says_what_to_do(cfg):
     cfg.env.browser.episode_timeout_s = 2
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             first = await pool.reset("miniwob/click-test", 0)
             waiting = asyncio.ensure_future(pool.reset("miniwob/click-test", 1))
             await asyncio.sleep(0.3)
@@ -290,8 +262,6 @@ def test_reset_waits_for_a_free_context_then_says_what_to_do(cfg):
             with pytest.raises(PoolBusy, match="close finished episodes"):
                 await pool.reset("miniwob/click-test", 2)
             return second
-        finally:
-            await pool.shutdown()
 
     assert run(main()).status is EpisodeStatus.running
 
@@ -300,13 +270,10 @@ def test_episode_time_limit(cfg):
     cfg.env.browser.episode_timeout_s = 3
 
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             rec = await pool.reset("miniwob/click-test", 0)
             await asyncio.sleep(3.2)
             return await pool.step(rec.episode_id, 'do(action="Scroll Down")')
-        finally:
-            await pool.shutdown()
 
     step = run(main())
     assert step.status is EpisodeStatus.timeout and "ran past its limit" in step.observation.error
@@ -314,8 +281,7 @@ def test_episode_time_limit(cfg):
 
 def test_browser_crash_interrupts_episodes_and_the_pool_relaunches(cfg):
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             a = await pool.reset("miniwob/login-user", 1)
             b = await pool.reset("miniwob/click-test", 1)
             first = await pool.step(a.episode_id, scripted_action("miniwob/login-user", a.instruction, a.first_observation.html))
@@ -325,8 +291,6 @@ def test_browser_crash_interrupts_episodes_and_the_pool_relaunches(cfg):
             rec_a, rec_b = await pool.close(a.episode_id), await pool.close(b.episode_id)
             again = await _solve(pool, "miniwob/click-test", 2)
             return first, after, rec_a, rec_b, again, await pool.health()
-        finally:
-            await pool.shutdown()
 
     first, after, rec_a, rec_b, again, health = run(main())
     assert first.status is EpisodeStatus.running
@@ -339,15 +303,12 @@ def test_browser_crash_interrupts_episodes_and_the_pool_relaunches(cfg):
 
 def test_health_probe_relaunches_a_dead_browser(cfg):
     async def main():
-        pool = BrowserPool(cfg.env)
-        try:
+        async with BrowserPool(cfg.env) as pool:
             await pool.start()
             ok = await pool.probe()
             pool.kill_browser()
             await asyncio.sleep(2.5)  # the health loop (1 s interval in the tiny config) notices
             return ok, await pool.health()
-        finally:
-            await pool.shutdown()
 
     ok, health = run(main())
     assert ok and health["alive"] and health["restarts"] == 1

@@ -7,9 +7,9 @@ import asyncio
 import json
 import sys
 import time
+from collections import Counter
 
 from rich.console import Console
-from rich.table import Table
 
 from webrl.config import ConfigError, WebRLConfig, load_config
 
@@ -53,9 +53,7 @@ def cmd_env_list(cfg: WebRLConfig, args) -> int:
         return 0
     for t in tasks:
         print(t.id)
-    counts = {}
-    for t in tasks:
-        counts[t.suite] = counts.get(t.suite, 0) + 1
+    counts = Counter(t.suite for t in tasks)
     console.print(", ".join(f"{n} tasks in {s}" for s, n in counts.items()), style="dim", highlight=False)
     return 0
 
@@ -64,8 +62,7 @@ async def _play(cfg: WebRLConfig, target: str, seed: int | None, actions: list[s
     from envpool.pool import BrowserPool
     from envpool.suites.miniwob_scripts import scripted_action
 
-    pool = BrowserPool(cfg.env)
-    try:
+    async with BrowserPool(cfg.env) as pool:
         rec = await pool.reset(target, seed=seed)
         if rec.first_observation is not None:
             _print_observation(rec.first_observation, rec.instruction)
@@ -89,8 +86,6 @@ async def _play(cfg: WebRLConfig, target: str, seed: int | None, actions: list[s
         console.print(f"[bold]episode:[/] {final.status.value} after {len(final.steps)} steps, reward {final.reward}"
                       + (f" ({final.reason})" if final.reason else ""), highlight=False)
         return 0
-    finally:
-        await pool.shutdown()
 
 
 def cmd_env_show(cfg: WebRLConfig, args) -> int:
