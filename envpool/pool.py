@@ -270,7 +270,6 @@ class BrowserPool:
         ``first_observation``; if the start page could not be loaded its status says why.
         """
         suite, task = self.suites.resolve(task_id)
-        await self._ensure_browser()
         if self._health_task is None:
             await self.start()
         b = self.cfg.browser
