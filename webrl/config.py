@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -73,6 +73,37 @@ class EnvConfig(Section):
     bind_host: str = Field("127.0.0.1", description="Address the local task servers listen on.")
 
 
+class LearnerConfig(Section):
+    """WebRL's learning rule (DESIGN.md §4); defaults are the paper's (Qi et al. 2025, Appendix)."""
+
+    actor_loss: Literal["paper", "reference"] = Field(
+        "reference", description="paper: Eq. 6 squared error; reference: what the released code runs."
+    )
+    beta: float = Field(1.0, gt=0, description="KL coefficient β of Eq. 6 (paper mode).")
+    advantage_lambda: float = Field(0.5, ge=0, le=1, description="λ of the Eq. 9 advantage.")
+    gamma: float = Field(0.9, gt=0, lt=1, description="Discount of the reference code's mc_return.")
+    reference_value_offset: float = Field(0.05, description="Subtracted from V(s')−V(s) in the reference advantage.")
+    reference_negative_advantage: float = Field(-0.6, lt=0, description="A for a negative raw advantage (reference).")
+    reference_confident_beta: float = Field(5.0, gt=0, description="β when A ≥ 0 and p_ref ≥ the threshold (reference).")
+    reference_confident_p: float = Field(0.8, gt=0, le=1, description="p_ref threshold for the larger β (reference).")
+    lr: float = Field(1e-6, gt=0, description="AdamW learning rate, actor and critic.")
+    batch_size: int = Field(128, gt=0, description="Global batch.")
+    epochs_per_phase: int = Field(1, gt=0)
+    phases: int = Field(8, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    context_tokens: int = Field(16384, gt=0)
+    sft_lr: float = Field(1e-5, gt=0, description="Supervised warm start learning rate.")
+    sft_epochs: int = Field(1, gt=0)
+
+
+class ReplayConfig(Section):
+    """Experience replay filtered by the actor's confidence (paper §3.3, Table 2)."""
+
+    confidence_low: float = Field(0.5, ge=0, le=1, description="Keep replayed steps with p > this ...")
+    confidence_high: float = Field(0.95, ge=0, le=1, description="... and p <= this, p = exp(mean log π_ref).")
+    max_ratio: float = Field(2.0, ge=0, description="At most this many replayed steps per current-phase step.")
+
+
 class RayConfig(Section):
     address: str | None = Field(None, description="Ray cluster to join; None starts a local one.")
     namespace: str = "webrl"
@@ -82,6 +113,8 @@ class RayConfig(Section):
 
 class WebRLConfig(Section):
     env: EnvConfig = EnvConfig()
+    learner: LearnerConfig = LearnerConfig()
+    replay: ReplayConfig = ReplayConfig()
     ray: RayConfig = RayConfig()
     seed: int = 0
 
