@@ -23,10 +23,15 @@ def critic_loss(head_logits: Tensor, outcome: Tensor) -> Tensor:
     return F.cross_entropy(head_logits.reshape(n * heads, 2), target)
 
 
+def paper_actor_terms(logp: Tensor, ref_logp: Tensor, advantage: Tensor, beta: float) -> Tensor:
+    """Per-sample terms of paper Eq. 6, ``(β · log π(a|s)/π_ref(a|s) − A)²``. Minimised where
+    β·log-ratio = A: a positive advantage raises log π until the ratio reaches A/β, a negative one lowers it."""
+    return (beta * (logp - ref_logp) - advantage) ** 2
+
+
 def paper_actor_loss(logp: Tensor, ref_logp: Tensor, advantage: Tensor, beta: float) -> Tensor:
-    """Paper Eq. 6: ``E[(β · log π(a|s)/π_ref(a|s) − A)²]``. Minimised where β·log-ratio = A: a positive
-    advantage raises log π until the ratio reaches A/β, a negative one lowers it."""
-    return ((beta * (logp - ref_logp) - advantage) ** 2).mean()
+    """Paper Eq. 6: the mean of :func:`paper_actor_terms`."""
+    return paper_actor_terms(logp, ref_logp, advantage, beta).mean()
 
 
 def reference_beta(advantage: Tensor, ref_logp: Tensor, log_ratio: Tensor, *, confident_beta: float,
@@ -41,14 +46,21 @@ def reference_beta(advantage: Tensor, ref_logp: Tensor, log_ratio: Tensor, *, co
         return torch.minimum(beta, cap)
 
 
-def reference_actor_loss(logp: Tensor, ref_logp: Tensor, advantage: Tensor, *, confident_beta: float,
-                         confident_p: float) -> Tensor:
-    """The released code's actor loss: mean over samples with A > 0 of ``(1/β) · SmoothL1(β·x, A)``,
-    x = log π − log π_ref. Zero (with a graph) when no sample has a positive advantage."""
+def reference_actor_terms(logp: Tensor, ref_logp: Tensor, advantage: Tensor, *, confident_beta: float,
+                          confident_p: float) -> tuple[Tensor, Tensor]:
+    """Per-sample terms ``(1/β) · SmoothL1(β·x, A)`` (x = log π − log π_ref) and the mask of the samples
+    that count (A > 0): the released code trains on positive advantages only."""
     x = logp - ref_logp
     beta = reference_beta(advantage, ref_logp, x, confident_beta=confident_beta, confident_p=confident_p)
-    keep = advantage > 0
+    terms = F.smooth_l1_loss(beta * x, advantage, reduction="none") / beta
+    return terms, advantage > 0
+
+
+def reference_actor_loss(logp: Tensor, ref_logp: Tensor, advantage: Tensor, *, confident_beta: float,
+                         confident_p: float) -> Tensor:
+    """The released code's actor loss: the mean of :func:`reference_actor_terms` over samples with
+    A > 0. Zero (with a graph) when no sample has a positive advantage."""
+    terms, keep = reference_actor_terms(logp, ref_logp, advantage, confident_beta=confident_beta, confident_p=confident_p)
     if not keep.any():
         return (logp * 0).sum()
-    per = F.smooth_l1_loss(beta[keep] * x[keep], advantage[keep], reduction="none") / beta[keep]
-    return per.mean()
+    return terms[keep].mean()

@@ -87,6 +87,7 @@ class LearnerConfig(Section):
     reference_confident_beta: float = Field(5.0, gt=0, description="β when A ≥ 0 and p_ref ≥ the threshold (reference).")
     reference_confident_p: float = Field(0.8, gt=0, le=1, description="p_ref threshold for the larger β (reference).")
     lr: float = Field(1e-6, gt=0, description="AdamW learning rate, actor and critic.")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="Paper: AdamW. sgd is for exact comparisons.")
     batch_size: int = Field(128, gt=0, description="Global batch.")
     epochs_per_phase: int = Field(1, gt=0)
     phases: int = Field(8, gt=0)

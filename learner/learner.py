@@ -1,0 +1,156 @@
+"""One learner rank: the policy, its frozen reference (the previous phase's policy) and the critic,
+trained by WebRL's losses with gradient accumulation to the global batch. With ``world_size > 1`` the
+modules are wrapped in DDP (gloo on CPU, NCCL on GPU) and every loss is normalised by the global count
+of samples that count, so N ranks take exactly the step one rank would take on the whole batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, fields
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from learner.critic import Critic
+from learner.logprobs import action_logprobs
+from learner.losses import paper_actor_terms, reference_actor_terms
+from webrl.config import LearnerConfig
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss came out NaN or infinite; the step was not taken."""
+
+
+@dataclass
+class Batch:
+    """Right-padded token batches; ``action_mask`` marks the action tokens, ``advantage`` and
+    ``outcome`` are per sample (what a step needs; the other may be empty)."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    action_mask: Tensor | None = None
+    advantage: Tensor | None = None
+    outcome: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def _select(self, index: slice) -> "Batch":
+        return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[index])
+                        for f in fields(self)})
+
+    def shard(self, rank: int, world: int) -> "Batch":
+        if len(self) % world:
+            raise ValueError(f"a batch of {len(self)} samples does not split over {world} ranks; "
+                             "make learner.batch_size a multiple of the number of ranks")
+        size = len(self) // world
+        return self._select(slice(rank * size, (rank + 1) * size))
+
+    def micro(self, size: int) -> list["Batch"]:
+        return [self._select(slice(i, i + size)) for i in range(0, len(self), size)]
+
+
+class _ActionLogProb(nn.Module):
+    """Makes the action log-prob computation a module's forward, so DDP can synchronise its gradients."""
+
+    def __init__(self, policy: nn.Module):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, input_ids, attention_mask, action_mask):
+        return action_logprobs(self.policy, input_ids, attention_mask, action_mask)
+
+
+class Learner:
+    def __init__(self, policy: nn.Module, cfg: LearnerConfig, *, micro_batch: int = 4, critic: Critic | None = None):
+        self.cfg, self.micro_batch = cfg, micro_batch
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.policy = policy.train()
+        self.reference = self._frozen_copy(policy)
+        self.critic = (critic or Critic.from_causal_lm(policy)).train()
+        self.actor = self._wrap(_ActionLogProb(policy))
+        self.critic_module = self._wrap(self.critic)
+        optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.SGD
+        self.actor_opt = optimizer(policy.parameters(), lr=cfg.lr)
+        self.critic_opt = optimizer(self.critic.parameters(), lr=cfg.lr)
+        self.version = 0  # bumped by every actor update; rollout engines load weights by it
+
+    @staticmethod
+    def _frozen_copy(policy: nn.Module) -> nn.Module:
+        return copy.deepcopy(policy).eval().requires_grad_(False)
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if self.world == 1:
+            return module
+        return nn.parallel.DistributedDataParallel(module)
+
+    def new_phase(self) -> None:
+        """π_ref ← π: each phase's KL constraint is against the policy the previous phase ended with."""
+        self.reference = self._frozen_copy(self.policy)
+
+    def _global_sum(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.item()
+
+    def _step(self, batch: Batch, module: nn.Module, optimizer, params, terms_of, what: str) -> dict:
+        """Accumulate ``sum(terms) / global count`` over micro-batches, then clip and step once."""
+        if len(batch) == 0:
+            raise ValueError(f"empty batch: no {what} update to make")
+        micro = batch.micro(self.micro_batch)
+        counted = self._global_sum(float(sum(int(terms_of(mb, counting=True)) for mb in micro)))
+        if counted == 0:
+            return {"skipped": f"no sample in the batch counts for the {what} loss", "version": self.version}
+        total = 0.0
+        for i, mb in enumerate(micro):
+            sync = i == len(micro) - 1 or self.world == 1
+            with contextlib.nullcontext() if sync else module.no_sync():
+                loss = terms_of(mb) * (self.world / counted)  # DDP averages over ranks: undo it
+                if not torch.isfinite(loss):
+                    optimizer.zero_grad(set_to_none=True)
+                    raise NonFiniteLoss(f"the {what} loss is {loss.item()} on micro-batch {i}; the update was skipped "
+                                        "(check the batch for empty actions or extreme log-probs)")
+                loss.backward()
+                total += loss.item() / self.world
+        grad_norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return {f"{what}_loss": self._global_sum(total), "grad_norm": float(grad_norm), "samples": counted}
+
+    def actor_step(self, batch: Batch) -> dict:
+        """One KL-constrained actor update (``learner.actor_loss``: paper Eq. 6 or the reference code's)."""
+
+        def terms_of(mb: Batch, counting: bool = False):
+            if counting:
+                return int((mb.advantage > 0).sum()) if self.cfg.actor_loss == "reference" else len(mb)
+            logp = self.actor(mb.input_ids, mb.attention_mask, mb.action_mask)
+            with torch.no_grad():
+                ref = action_logprobs(self.reference, mb.input_ids, mb.attention_mask, mb.action_mask)
+            if self.cfg.actor_loss == "paper":
+                return paper_actor_terms(logp, ref, mb.advantage, self.cfg.beta).sum()
+            terms, keep = reference_actor_terms(logp, ref, mb.advantage, confident_beta=self.cfg.reference_confident_beta,
+                                                confident_p=self.cfg.reference_confident_p)
+            return (terms * keep).sum()
+
+        out = self._step(batch, self.actor, self.actor_opt, list(self.policy.parameters()), terms_of, "actor")
+        if "skipped" not in out:
+            self.version += 1
+            out["version"] = self.version
+        return out
+
+    def critic_step(self, batch: Batch) -> dict:
+        """One critic update: cross-entropy of both heads against each sample's trajectory outcome."""
+
+        def terms_of(mb: Batch, counting: bool = False):
+            if counting:
+                return len(mb)
+            logits = self.critic_module(mb.input_ids, mb.attention_mask)  # [n, heads, 2]
+            target = mb.outcome.long().unsqueeze(1).expand(-1, logits.shape[1])
+            return nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1).sum()
+
+        return self._step(batch, self.critic_module, self.critic_opt, list(self.critic.parameters()), terms_of, "critic")

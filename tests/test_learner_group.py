@@ -1,0 +1,111 @@
+"""Learner updates on a tiny config-built Llama: accumulation, bad input, and 2 gloo ranks == 1 rank."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from learner.group import LearnerGroup, build_policy
+from learner.learner import Batch, Learner, NonFiniteLoss
+from webrl.config import LearnerConfig
+
+TINY = dict(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True)
+
+
+def _batch(n: int = 8, length: int = 16, seed: int = 3) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, TINY["vocab_size"], (n, length), generator=g)
+    attn = torch.ones_like(ids)
+    act = torch.zeros_like(ids)
+    act[:, length - 4:] = 1
+    adv = torch.tensor([1.0, -0.6] * (n // 2))
+    return Batch(ids, attn, act, advantage=adv, outcome=(adv > 0).float())
+
+
+def _cfg(**kw) -> LearnerConfig:
+    # a step large enough to move the weights measurably; SGD for exact comparisons (Adam's first step
+    # is ~lr·sign(g), which turns float noise in near-zero gradients into differences of a whole lr)
+    return LearnerConfig(**{"lr": 1e-2, "optimizer": "sgd", **kw})
+
+
+@pytest.mark.parametrize("mode", ["reference", "paper"])
+def test_accumulation_takes_the_same_step_as_one_big_batch(mode):
+    states = []
+    for micro in (8, 2):
+        learner = Learner(build_policy(TINY, seed=0), _cfg(actor_loss=mode), micro_batch=micro)
+        out = learner.actor_step(_batch())
+        states.append({k: v.clone() for k, v in learner.policy.state_dict().items()})
+        assert out["version"] == 1 and out["samples"] == (4 if mode == "reference" else 8)
+    for k in states[0]:
+        assert torch.allclose(states[0][k], states[1][k], atol=1e-6), k
+
+
+def test_actor_step_raises_log_prob_of_positive_advantage_actions():
+    from learner.logprobs import action_logprobs
+
+    learner = Learner(build_policy(TINY, seed=0), _cfg(optimizer="adamw", lr=1e-3), micro_batch=8)
+    batch = _batch()
+    before = action_logprobs(learner.policy, batch.input_ids, batch.attention_mask, batch.action_mask).detach()
+    for _ in range(3):
+        learner.actor_step(batch)
+    after = action_logprobs(learner.policy, batch.input_ids, batch.attention_mask, batch.action_mask).detach()
+    assert (after[batch.advantage > 0] > before[batch.advantage > 0]).all()
+
+
+def test_critic_step_moves_values_toward_outcomes():
+    learner = Learner(build_policy(TINY, seed=0), _cfg(), micro_batch=4)
+    batch = _batch()
+    v0 = learner.critic.value(batch.input_ids, batch.attention_mask).detach()
+    for _ in range(5):
+        out = learner.critic_step(batch)
+    v1 = learner.critic.value(batch.input_ids, batch.attention_mask).detach()
+    win, lose = batch.outcome == 1, batch.outcome == 0
+    assert (v1[win] - v0[win]).mean() > 0 > (v1[lose] - v0[lose]).mean()
+    assert out["critic_loss"] > 0
+
+
+def test_bad_input_is_refused_with_a_reason():
+    learner = Learner(build_policy(TINY, seed=0), _cfg(), micro_batch=4)
+    empty = _batch()._select(slice(0, 0))
+    with pytest.raises(ValueError, match="empty batch"):
+        learner.actor_step(empty)
+    nothing = _batch()
+    nothing.advantage = torch.full((8,), -0.6)
+    assert "skipped" in learner.actor_step(nothing) and learner.version == 0
+    broken = _batch()
+    broken.advantage = torch.full((8,), float("nan"))
+    broken.advantage[0] = 1.0
+    before = {k: v.clone() for k, v in learner.policy.state_dict().items()}
+    learner.cfg = learner.cfg.model_copy(update={"actor_loss": "paper"})
+    with pytest.raises(NonFiniteLoss, match="update was skipped"):
+        learner.actor_step(broken)
+    assert all(torch.equal(before[k], v) for k, v in learner.policy.state_dict().items())
+    with pytest.raises(ValueError, match="does not split over 3 ranks"):
+        _batch().shard(0, 3)
+
+
+def test_two_gloo_ranks_match_one_rank():
+    """LearnerGroup on Ray: 2 ranks (gloo, DDP) and 1 rank take the same actor and critic steps."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=3, include_dashboard=False, namespace="test-learner")
+    try:
+        results = {}
+        for n in (1, 2):
+            group = LearnerGroup(n, TINY, _cfg(), micro_batch=2, num_cpus_per_rank=1)
+            a = group.actor_step(_batch())
+            c = group.critic_step(_batch())
+            results[n] = (a, c, group.policy_state(), group.critic_state())
+            if n == 2:  # the ranks agree with each other too
+                other = group.policy_state(rank=1)
+                assert all(torch.allclose(results[2][2][k], other[k], atol=1e-6) for k in other)
+            group.shutdown()
+        (a1, c1, p1, k1), (a2, c2, p2, k2) = results[1], results[2]
+        assert a1["actor_loss"] == pytest.approx(a2["actor_loss"], rel=1e-4)
+        assert c1["critic_loss"] == pytest.approx(c2["critic_loss"], rel=1e-4)
+        for k in p1:
+            assert torch.allclose(p1[k], p2[k], atol=1e-5), k
+        for k in k1:
+            assert torch.allclose(k1[k], k2[k], atol=1e-5), k
+    finally:
+        ray.shutdown()
