@@ -100,7 +100,7 @@ class NavigationGuard:
         self._idle.clear()
         nav = request.is_navigation_request()
         try:
-            await self._decide(route, request)
+            await self._decide(route, request, nav)
         except Exception as e:  # noqa: BLE001 - a request must never take the episode down with it
             if "closed" not in str(e):
                 self.notes.append(f"request to {request.url} failed: {str(e).splitlines()[0]}")
@@ -112,9 +112,8 @@ class NavigationGuard:
             if not self._busy:
                 self._idle.set()
 
-    async def _decide(self, route, request) -> None:
+    async def _decide(self, route, request, nav: bool) -> None:
         url, allowlist, notes = request.url, self.allowlist, self.notes
-        nav = request.is_navigation_request()
         if not allowlist.allows(url):
             what = "navigation" if nav else f"{request.resource_type} request"
             notes.append(f"blocked {what} to {url} (allowed: {allowlist.describe()})")

@@ -351,12 +351,21 @@ class BrowserPool:
         obs = ep.last_obs.model_copy(update={"error": ep.record.reason, "notes": ep.take_notes()})
         return EnvStep(action=act, observation=obs, reward=ep.record.reward, status=ep.record.status)
 
-    async def _look(self, ep: _Episode, error: str | None = None, earlier_notes: tuple[str, ...] = ()):
-        """Observe the active page (and read the suite's reward in the same evaluation)."""
+    async def _look(self, ep: _Episode, error: str | None = None, notes: list[str] | None = None):
+        """Observe the active page (and read the suite's reward in the same evaluation); ``notes``
+        default to what the environment noted since the last look."""
         state = await observe(ep.page, self.cfg.observation, reward_js=ep.suite.reward_js, error=error,
-                              notes=[*earlier_notes, *ep.take_notes()])
+                              notes=ep.take_notes() if notes is None else notes)
         ep.last_obs, ep.known = state.observation, KnownIds(state.element_count, state.frame_ids)
         return state
+
+    async def _settle_and_look(self, ep: _Episode, error: str | None, notes: list[str]):
+        """Let the allowlist finish deciding what the action set off, sort out new tabs, then look.
+        ``notes`` gathers the environment's notes across looks of one step."""
+        await ep.guard.idle(self.cfg.browser.action_timeout_s)
+        await ep.settle_pages()
+        notes.extend(ep.take_notes())
+        return await self._look(ep, error, list(notes))
 
     async def _act(self, ep: _Episode, act: Action) -> EnvStep:
         rec = ep.record
@@ -369,18 +378,15 @@ class BrowserPool:
             error = str(e)
         if rec.status is not EpisodeStatus.running:
             raise _Interrupted(rec.reason)
-        await ep.guard.idle(timeout_s)
-        await ep.settle_pages()
-        state = await self._look(ep, error)
+        notes: list[str] = []
+        state = await self._settle_and_look(ep, error, notes)
         if state.pending_navigation:
             # the action set off a navigation that has not replaced the page yet (its request may not
             # even exist yet): wait for the allowlist to decide it and the new page to load, look again
             await ep.guard.wait_navigation(navigations, timeout_s)
             with contextlib.suppress(PlaywrightError):
                 await ep.page.wait_for_load_state("domcontentloaded", timeout=timeout_s * 1000)
-            await ep.guard.idle(timeout_s)
-            await ep.settle_pages()
-            state = await self._look(ep, error, tuple(state.observation.notes))
+            state = await self._settle_and_look(ep, error, notes)
         reward, done = ep.suite.reward_from(state.reward, ep.task)
         rec.reward = reward
         if act.kind is ActionKind.exit:

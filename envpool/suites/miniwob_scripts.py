@@ -10,18 +10,19 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from envpool.actions import format_action
 from envpool.observation import elements
+from webrl.types import Action, ActionKind
 
 Policy = Callable[[str, str], str]
 
 
 def _click(element: int) -> str:
-    return f'do(action="Click", element="{element}")'
+    return format_action(Action(kind=ActionKind.click, element=element))
 
 
 def _type(element: int, text: str) -> str:
-    text = text.replace("\\", "\\\\").replace('"', '\\"')
-    return f'do(action="Type", argument="{text}", element="{element}")'
+    return format_action(Action(kind=ActionKind.type, element=element, argument=text))
 
 
 def _quoted(instruction: str) -> list[str]:
@@ -35,20 +36,12 @@ def _by_text(html: str, text: str, tags: tuple[str, ...] | None = None) -> int:
     raise LookupError(f"no element with text {text!r}")
 
 
-def _value(html: str, element: int) -> str:
-    for el in elements(html):
-        if el.id == element:
-            return el.attrs.get("value", "")
-    raise LookupError(f"no element {element}")
-
-
 def _labelled_inputs(html: str) -> dict[str, tuple[int, bool]]:
     """``<label><input id=N ...> TEXT</label>`` -> {TEXT: (N, checked)}."""
     found = {}
     for m in re.finditer(r'<label><input id="(\d+)"([^>]*)></input>\s*([^<]*)</label>', html):
         found[m.group(3).strip()] = (int(m.group(1)), 'checked="true"' in m.group(2))
     return found
-
 
 
 def _form(html: str, wanted: list[str], submit_text: str) -> str:
@@ -79,7 +72,7 @@ def _choose_list(instruction: str, html: str) -> str:
     select = next(el for el in elements(html) if el.tag == "select")
     selected = re.search(r'<option[^>]* selected="true"[^>]*>([^<]*)</option>', html)
     if not selected or selected.group(1).strip() != target:
-        return f'do(action="Select Dropdown Option", argument="{target}", element="{select.id}")'
+        return format_action(Action(kind=ActionKind.select, element=select.id, argument=target))
     return _click(_by_text(html, "Submit", ("button",)))
 
 
