@@ -98,19 +98,19 @@ class Learner:
         dist.all_reduce(t)
         return t.item()
 
-    def _step(self, batch: Batch, module: nn.Module, optimizer, params, terms_of, what: str) -> dict:
-        """Accumulate ``sum(terms) / global count`` over micro-batches, then clip and step once."""
+    def _step(self, batch: Batch, module: nn.Module, optimizer, params, count_of, loss_sum_of, what: str) -> dict:
+        """Accumulate ``loss_sum_of(mb) / global count_of`` over micro-batches, then clip and step once."""
         if len(batch) == 0:
             raise ValueError(f"empty batch: no {what} update to make")
         micro = batch.micro(self.micro_batch)
-        counted = self._global_sum(float(sum(int(terms_of(mb, counting=True)) for mb in micro)))
+        counted = self._global_sum(float(sum(count_of(mb) for mb in micro)))
         if counted == 0:
             return {"skipped": f"no sample in the batch counts for the {what} loss", "version": self.version}
         total = 0.0
         for i, mb in enumerate(micro):
             sync = i == len(micro) - 1 or self.world == 1
             with contextlib.nullcontext() if sync else module.no_sync():
-                loss = terms_of(mb) * (self.world / counted)  # DDP averages over ranks: undo it
+                loss = loss_sum_of(mb) * (self.world / counted)  # DDP averages over ranks: undo it
                 if not torch.isfinite(loss):
                     optimizer.zero_grad(set_to_none=True)
                     raise NonFiniteLoss(f"the {what} loss is {loss.item()} on micro-batch {i}; the update was skipped "
@@ -125,9 +125,10 @@ class Learner:
     def actor_step(self, batch: Batch) -> dict:
         """One KL-constrained actor update (``learner.actor_loss``: paper Eq. 6 or the reference code's)."""
 
-        def terms_of(mb: Batch, counting: bool = False):
-            if counting:
-                return int((mb.advantage > 0).sum()) if self.cfg.actor_loss == "reference" else len(mb)
+        def count_of(mb: Batch) -> int:
+            return int((mb.advantage > 0).sum()) if self.cfg.actor_loss == "reference" else len(mb)
+
+        def loss_sum_of(mb: Batch):
             logp = self.actor(mb.input_ids, mb.attention_mask, mb.action_mask)
             with torch.no_grad():
                 ref = action_logprobs(self.reference, mb.input_ids, mb.attention_mask, mb.action_mask)
@@ -135,9 +136,10 @@ class Learner:
                 return paper_actor_terms(logp, ref, mb.advantage, self.cfg.beta).sum()
             terms, keep = reference_actor_terms(logp, ref, mb.advantage, confident_beta=self.cfg.reference_confident_beta,
                                                 confident_p=self.cfg.reference_confident_p)
-            return (terms * keep).sum()
+            return terms[keep].sum()
 
-        out = self._step(batch, self.actor, self.actor_opt, list(self.policy.parameters()), terms_of, "actor")
+        out = self._step(batch, self.actor, self.actor_opt, list(self.policy.parameters()), count_of, loss_sum_of,
+                         "actor")
         if "skipped" not in out:
             self.version += 1
             out["version"] = self.version
@@ -146,11 +148,10 @@ class Learner:
     def critic_step(self, batch: Batch) -> dict:
         """One critic update: cross-entropy of both heads against each sample's trajectory outcome."""
 
-        def terms_of(mb: Batch, counting: bool = False):
-            if counting:
-                return len(mb)
+        def loss_sum_of(mb: Batch):
             logits = self.critic_module(mb.input_ids, mb.attention_mask)  # [n, heads, 2]
             target = mb.outcome.long().unsqueeze(1).expand(-1, logits.shape[1])
             return nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1).sum()
 
-        return self._step(batch, self.critic_module, self.critic_opt, list(self.critic.parameters()), terms_of, "critic")
+        return self._step(batch, self.critic_module, self.critic_opt, list(self.critic.parameters()), len, loss_sum_of,
+                          "critic")
