@@ -42,9 +42,13 @@ class Round:
 @dataclass
 class Prompt:
     text: str
-    token_count: int
+    token_ids: list[int]
     dropped_rounds: int = 0  # oldest rounds left out to fit the budget
     page_truncated: bool = False  # the current page was cut to fit
+
+    @property
+    def token_count(self) -> int:
+        return len(self.token_ids)
 
 
 def _turn(index: int, obs: Observation, html: str, intro: list[str]) -> str:
@@ -74,25 +78,25 @@ def build_messages(instruction: str, history: list[Round], current: Observation,
 def build_prompt(tokenizer, instruction: str, history: list[Round], current: Observation, max_tokens: int) -> Prompt:
     """The prompt text (chat template applied, generation prompt added) within ``max_tokens``."""
 
-    def render(skip: int, html: str | None = None) -> tuple[str, int]:
+    def render(skip: int, html: str | None = None) -> tuple[str, list[int]]:
         messages = build_messages(instruction, history, current, skip=skip, current_html=html)
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return text, len(tokenizer(text, add_special_tokens=False).input_ids)
+        return text, tokenizer(text, add_special_tokens=False).input_ids
 
     for skip in range(len(history) + 1):
-        text, n = render(skip)
-        if n <= max_tokens:
-            return Prompt(text, n, dropped_rounds=skip)
+        text, ids = render(skip)
+        if len(ids) <= max_tokens:
+            return Prompt(text, ids, dropped_rounds=skip)
     skip, html = len(history), current.html
     lo, hi = 0, len(html)
     while lo < hi:  # the longest prefix of the page that fits
         mid = (lo + hi + 1) // 2
-        if render(skip, html[:mid] + " …")[1] <= max_tokens:
+        if len(render(skip, html[:mid] + " …")[1]) <= max_tokens:
             lo = mid
         else:
             hi = mid - 1
-    text, n = render(skip, html[:lo] + " …")
-    if n > max_tokens:
-        raise ValueError(f"the prompt is {n} tokens even without any page or history; the budget of "
+    text, ids = render(skip, html[:lo] + " …")
+    if len(ids) > max_tokens:
+        raise ValueError(f"the prompt is {len(ids)} tokens even without any page or history; the budget of "
                          f"{max_tokens} tokens is too small (raise learner.context_tokens)")
-    return Prompt(text, n, dropped_rounds=skip, page_truncated=True)
+    return Prompt(text, ids, dropped_rounds=skip, page_truncated=True)

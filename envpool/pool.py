@@ -60,6 +60,7 @@ class _Episode:
         self.last_obs = Observation(url=task.start_url, html="")
         self.known: KnownIds | None = None  # the ids the last observation handed out
         self.released = False
+        self.last_call = time.time()  # when its owner last reset or stepped it
 
     @property
     def pages(self) -> list:
@@ -174,6 +175,7 @@ class BrowserPool:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.browser.health_check_interval_s)
+            self.reap_abandoned()
             try:
                 await self.probe()
             except Exception as e:  # noqa: BLE001 - the loop must outlive any one failure
@@ -199,6 +201,20 @@ class BrowserPool:
             log.warning("browser failed its health probe (%s); killing it", e)
             self.kill_browser()
             return False
+
+    def reap_abandoned(self) -> list[str]:
+        """End episodes nobody has stepped for ``browser.idle_timeout_s`` (their caller died: a crashed
+        rollout worker) and forget ended ones nobody closed, so their contexts come back to the pool."""
+        now, idle = time.time(), self.cfg.browser.idle_timeout_s
+        reaped = []
+        for eid, ep in list(self._episodes.items()):
+            if now - ep.last_call < idle:
+                continue
+            if ep.record.status is EpisodeStatus.running:
+                self._finish(ep, EpisodeStatus.timeout, f"nobody stepped the episode for {idle:.0f} s (its agent is gone?)")
+            del self._episodes[eid]
+            reaped.append(eid)
+        return reaped
 
     def kill_browser(self) -> list[int]:
         """SIGKILL our Chromium (tests use this to simulate a crash). Returns the pids killed."""
@@ -318,6 +334,7 @@ class BrowserPool:
     async def step(self, episode_id: str, action: str | Action) -> EnvStep:
         """Perform one action (model text or a parsed :class:`Action`) and observe the page."""
         ep = self._get(episode_id)
+        ep.last_call = time.time()
         act = parse_action(action) if isinstance(action, str) else action
         rec, t0 = ep.record, time.perf_counter()
         if rec.status is not EpisodeStatus.running:

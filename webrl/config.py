@@ -41,6 +41,9 @@ class BrowserConfig(Section):
     episode_timeout_s: float = Field(300.0, gt=0, description="Hard limit on one episode, reset included.")
     navigation_timeout_s: float = Field(15.0, gt=0, description="Limit on loading the start page at reset.")
     health_check_interval_s: float = Field(5.0, gt=0)
+    idle_timeout_s: float = Field(
+        120.0, gt=0, description="An episode nobody steps for this long is ended and its context freed (its agent died)."
+    )
     relaunch_attempts: int = Field(3, ge=1, description="Tries to relaunch a crashed browser before giving up.")
 
 

@@ -162,3 +162,40 @@ class Trajectory(BaseModel):
     @property
     def policy_versions(self) -> list[int]:
         return sorted({s.policy_version for s in self.steps})
+
+
+class EpisodeSpec(BaseModel):
+    """One episode to run, as the rollout fleet hands it to a worker. ``id`` becomes the trajectory's id."""
+
+    id: str
+    task_id: str
+    seed: int | None = None
+    phase: int = 0
+    mode: str = "train"  # train (temperature 1) | eval (greedy)
+    attempt: int = 1
+    min_version: int = 0  # the worker's weights must be at least this version (max_staleness admission)
+
+
+class EpisodeSummary(BaseModel):
+    """What a worker reports back for one episode; the full trajectory went to the replay buffer."""
+
+    id: str
+    task_id: str
+    seed: int | None = None
+    reward: float = 0.0
+    success: bool = False
+    status: EpisodeStatus = EpisodeStatus.done
+    reason: str | None = None
+    steps: int = 0
+    attempt: int = 1
+    worker_id: str = ""
+    stored: bool = True  # False: the buffer had this id already (a rerun of an episode that was stored)
+    generated_tokens: int = 0
+    elapsed_s: float = 0.0
+
+    @classmethod
+    def of(cls, traj: "Trajectory", stored: bool = True) -> "EpisodeSummary":
+        return cls(id=traj.id, task_id=traj.task_id, seed=traj.seed, reward=traj.outcome.reward, success=traj.success,
+                   status=traj.outcome.status, reason=traj.outcome.reason, steps=len(traj.steps), attempt=traj.attempt,
+                   worker_id=traj.worker_id, stored=stored, elapsed_s=traj.timings.get("total_s", 0.0),
+                   generated_tokens=sum(len(s.action_token_ids) for s in traj.steps))

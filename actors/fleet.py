@@ -1,0 +1,203 @@
+"""``RolloutFleet``: the driver's view of the rollout side. It owns the browser pools and the rollout
+workers (Ray actors), hands episodes out so that every worker keeps ``episodes_per_worker`` running,
+streams summaries back as episodes end, and survives workers dying:
+
+- a worker's death fails its in-flight calls with a Ray actor error; those episodes go back to the
+  queue and run on another worker (same episode id: the replay buffer stores each id once, so an
+  episode that was stored just before the crash is not counted twice);
+- Ray restarts the dead worker's process (``max_restarts``); it gets work again once it answers,
+  after it has loaded the latest published weights;
+- ``scale(n)`` adds workers (they pull the latest weights first) or retires some once their episodes end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from actors.rollout_worker import remote_worker
+from envpool.pool import remote_pool
+from webrl.config import WebRLConfig
+from webrl.types import EpisodeSpec, EpisodeStatus, EpisodeSummary, Outcome, OutcomeSource, Trajectory
+
+log = logging.getLogger(__name__)
+_WORKER_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+@dataclass
+class _Worker:
+    id: str
+    handle: object
+    version: int = 0  # the weights version we know it holds
+    inflight: int = 0
+    ready_ref: object | None = None  # set while we wait for a (re)started worker to answer
+    retiring: bool = False
+    lost: int = 0  # times its process died under us
+    started: float = field(default_factory=time.time)
+
+
+class RolloutFleet:
+    def __init__(self, cfg: WebRLConfig, buffer=None, *, pools: list | None = None, model_path: str | None = None):
+        self.cfg, self.buffer, self.model_path = cfg, buffer, model_path
+        self.pools = pools if pools is not None else [remote_pool(cfg.env) for _ in range(cfg.rollout.browser_pools)]
+        self.workers: dict[str, _Worker] = {}
+        self._names = (f"w{i}" for i in itertools.count())
+        self.published: tuple[int, object] | None = None  # (version, ObjectRef of the state dict)
+        self.reruns = 0
+        self.scale(cfg.rollout.workers)
+
+    # ---- workers ------------------------------------------------------------------------------
+    def scale(self, n: int) -> None:
+        """Run ``n`` workers: start new ones, or retire the newest (each leaves once its episodes end)."""
+        active = [w for w in self.workers.values() if not w.retiring]
+        for _ in range(n - len(active)):
+            wid = next(self._names)
+            handle = remote_worker(self.cfg, wid, self.pools, self.buffer, model_path=self.model_path)
+            self.workers[wid] = _Worker(wid, handle, ready_ref=handle.version.remote())
+        for w in sorted(active, key=lambda w: w.started)[n:] if n < len(active) else []:
+            w.retiring = True
+        self._reap()
+
+    def _reap(self) -> None:
+        for w in [w for w in self.workers.values() if w.retiring and w.inflight == 0]:
+            ray.kill(w.handle, no_restart=True)
+            del self.workers[w.id]
+
+    @property
+    def size(self) -> int:
+        return sum(not w.retiring for w in self.workers.values())
+
+    def publish(self, weights, version: int) -> None:
+        """Make ``version`` the latest policy: put it in the object store once, push it to every worker;
+        workers that join or restart later pull it before their next episode."""
+        ref = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
+        self.published = (version, ref)
+        refs = {w.id: w.handle.load_weights.remote(ref, version) for w in self.workers.values()}
+        for wid, r in refs.items():
+            try:
+                self.workers[wid].version = ray.get(r)
+            except _WORKER_LOST:
+                self.workers[wid].version = 0
+
+    def _usable(self, w: _Worker) -> bool:
+        if w.retiring:
+            return False
+        if w.ready_ref is not None:
+            ready, _ = ray.wait([w.ready_ref], timeout=0)
+            if not ready:
+                return False
+            try:
+                w.version = ray.get(w.ready_ref)
+            except _WORKER_LOST:
+                w.ready_ref = w.handle.version.remote()  # still restarting: ask again
+                return False
+            w.ready_ref = None
+        if self.published and w.version < self.published[0]:
+            version, ref = self.published
+            w.version = version  # load_weights runs before any episode queued after it on this actor
+            w.handle.load_weights.remote(ref, version)
+        return True
+
+    # ---- episodes -----------------------------------------------------------------------------
+    def capacity(self) -> int:
+        per_worker = self.cfg.rollout.episodes_per_worker * max(self.size, 1)
+        return min(per_worker, len(self.pools) * self.cfg.env.browser.contexts)
+
+    def run(self, specs: Iterable[EpisodeSpec], on_result: Callable[[EpisodeSummary], None] | None = None,
+            timeout_s: float | None = None) -> list[EpisodeSummary]:
+        """Run every episode once; returns their summaries in the order they finished."""
+        queue = deque(specs)
+        total = len(queue)
+        if self.size == 0 and queue:
+            raise RuntimeError("the fleet has no rollout workers: set rollout.workers >= 1 (or scale(n))")
+        inflight: dict[object, tuple[EpisodeSpec, _Worker]] = {}
+        results: dict[str, EpisodeSummary] = {}
+        deadline = time.time() + timeout_s if timeout_s else None
+        while queue or inflight:
+            self._dispatch(queue, inflight)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5) if inflight else ([], [])
+            for ref in ready:
+                spec, w = inflight.pop(ref)
+                w.inflight -= 1
+                summary = self._collect(ref, spec, w, queue)
+                if summary is not None and summary.id not in results:
+                    results[summary.id] = summary
+                    if on_result:
+                        on_result(summary)
+            self._reap()
+            if not inflight and queue and not any(self._usable(w) for w in self.workers.values()):
+                time.sleep(0.2)  # every worker is restarting
+            if deadline and time.time() > deadline:
+                raise TimeoutError(f"{len(results)} of {total} episodes finished within {timeout_s:.0f} s")
+        return list(results.values())
+
+    def _dispatch(self, queue: deque, inflight: dict) -> None:
+        per_worker = self.cfg.rollout.episodes_per_worker
+        while queue and len(inflight) < self.capacity():
+            usable = [w for w in self.workers.values() if w.inflight < per_worker and self._usable(w)]
+            if not usable:
+                return
+            w = min(usable, key=lambda w: w.inflight)
+            spec = queue.popleft()
+            if self.published:
+                spec = spec.model_copy(update={"min_version": self.published[0] - self.cfg.rollout.max_staleness})
+            inflight[w.handle.run.remote(spec)] = (spec, w)
+            w.inflight += 1
+
+    def _collect(self, ref, spec: EpisodeSpec, w: _Worker, queue: deque) -> EpisodeSummary | None:
+        try:
+            return ray.get(ref)
+        except _WORKER_LOST as e:
+            w.lost += 1
+            w.ready_ref = w.handle.version.remote()  # Ray restarts it; wait for it to answer
+            w.version = 0
+            if spec.attempt < self.cfg.rollout.max_attempts:
+                self.reruns += 1
+                log.warning("worker %s died during episode %s; running it again elsewhere", w.id, spec.id)
+                queue.appendleft(spec.model_copy(update={"attempt": spec.attempt + 1}))
+                return None
+            return self._give_up(spec, w, f"its rollout worker died {spec.attempt} times: {type(e).__name__}")
+        except Exception as e:  # noqa: BLE001 - a bug in the worker: record the episode as failed, say why
+            return self._give_up(spec, w, f"the rollout worker failed: {str(e).splitlines()[-1] if str(e) else e!r}")
+
+    def _give_up(self, spec: EpisodeSpec, w: _Worker, reason: str) -> EpisodeSummary:
+        """Store a failed trajectory for an episode that cannot run, so that it is reported, never lost."""
+        log.error("episode %s failed: %s", spec.id, reason)
+        traj = Trajectory(id=spec.id, task_id=spec.task_id, suite=spec.task_id.split("/")[0], seed=spec.seed,
+                          phase=spec.phase, mode=spec.mode, attempt=spec.attempt, worker_id=w.id,
+                          outcome=Outcome(status=EpisodeStatus.error, reason=reason, source=OutcomeSource.none))
+        stored = True
+        if self.buffer is not None:
+            stored = ray.get(self.buffer.add.remote(traj)) if hasattr(self.buffer.add, "remote") else self.buffer.add(traj)
+        return EpisodeSummary.of(traj, stored)
+
+    def info(self) -> list[dict]:
+        out = []
+        for w in self.workers.values():
+            try:
+                out.append(ray.get(w.handle.info.remote(), timeout=5) | {"lost": w.lost, "retiring": w.retiring})
+            except Exception as e:  # noqa: BLE001
+                out.append({"worker_id": w.id, "error": str(e).splitlines()[0], "lost": w.lost})
+        return out
+
+    def shutdown(self) -> None:
+        for w in self.workers.values():
+            try:
+                ray.get(w.handle.shutdown.remote(), timeout=30)
+            except Exception:  # noqa: BLE001
+                pass
+            ray.kill(w.handle, no_restart=True)
+        self.workers.clear()
+        for p in self.pools:
+            try:
+                ray.get(p.shutdown.remote(), timeout=30)
+            except Exception:  # noqa: BLE001
+                pass
+            ray.kill(p, no_restart=True)
