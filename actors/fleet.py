@@ -46,7 +46,8 @@ class _Worker:
 class RolloutFleet:
     def __init__(self, cfg: WebRLConfig, buffer=None, *, pools: list | None = None, model_path: str | None = None):
         self.cfg, self.buffer, self.model_path = cfg, buffer, model_path
-        self.pools = pools if pools is not None else [remote_pool(cfg.env) for _ in range(cfg.rollout.browser_pools)]
+        self.pools = pools if pools is not None else [remote_pool(cfg.env, num_cpus=cfg.rollout.pool_cpus)
+                                                  for _ in range(cfg.rollout.browser_pools)]
         self.workers: dict[str, _Worker] = {}
         self._names = (f"w{i}" for i in itertools.count())
         self.published: tuple[int, object] | None = None  # (version, ObjectRef of the state dict)
@@ -69,6 +70,15 @@ class RolloutFleet:
         for w in [w for w in self.workers.values() if w.retiring and w.inflight == 0]:
             ray.kill(w.handle, no_restart=True)
             del self.workers[w.id]
+
+    def wait_ready(self, timeout_s: float = 600) -> None:
+        """Block until every worker has started (loaded its model) and holds the latest weights."""
+        deadline = time.time() + timeout_s
+        while not all(self._usable(w) for w in self.workers.values() if not w.retiring):
+            if time.time() > deadline:
+                raise TimeoutError(f"rollout workers not ready within {timeout_s:.0f} s: does the cluster have "
+                                   f"{self.cfg.rollout.worker_cpus} CPUs free per worker? (`ray status`)")
+            time.sleep(0.2)
 
     @property
     def size(self) -> int:
@@ -155,9 +165,10 @@ class RolloutFleet:
         try:
             return ray.get(ref)
         except _WORKER_LOST as e:
-            w.lost += 1
-            w.ready_ref = w.handle.version.remote()  # Ray restarts it; wait for it to answer
-            w.version = 0
+            if w.ready_ref is None:  # the first of its calls to fail: one death
+                w.lost += 1
+                w.ready_ref = w.handle.version.remote()  # Ray restarts it; wait for it to answer
+                w.version = 0
             if spec.attempt < self.cfg.rollout.max_attempts:
                 self.reruns += 1
                 log.warning("worker %s died during episode %s; running it again elsewhere", w.id, spec.id)

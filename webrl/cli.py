@@ -21,6 +21,9 @@ EPILOG = """examples:
   webrl env show file:///path/to/page.html         any page, to debug an observation
   webrl env play miniwob/login-user --seed 3 --action 'do(action="Type", argument="kate", element="0")'
   webrl env demo                                   scripted MiniWoB++ episodes on a Ray browser pool
+  webrl eval --suite miniwob --tasks click-button,login-user --episodes 20 --report out.json
+  webrl eval --suite miniwob --model ./checkpoints/phase-3/policy --set rollout.workers=2
+  webrl show-trajectory eval-20261121-101500-ab12-0003   one episode: instruction, pages, actions, outcome
 """
 
 
@@ -106,6 +109,33 @@ def cmd_env_demo(cfg: WebRLConfig, args) -> int:
                     pools=args.pools, report=args.report)
 
 
+# ---- eval / show-trajectory --------------------------------------------------------------------
+def cmd_eval(cfg: WebRLConfig, args) -> int:
+    from envpool.suites import Suites
+    from webrl.evaluate import run_eval
+
+    if args.workers is not None:
+        cfg.rollout.workers = args.workers
+    if args.engine:
+        cfg.rollout.engine = args.engine
+    suites = Suites(cfg.env)
+    tasks = suites.select(args.suite, args.tasks.split(",") if args.tasks else None, args.split)
+    if args.model:
+        from actors.model_store import resolve_model
+
+        resolve_model(args.model)  # a bad path fails here, before Ray starts
+    run_eval(cfg, tasks, args.episodes, model=args.model, out_dir=args.out, report=args.report)
+    return 0
+
+
+def cmd_show_trajectory(cfg: WebRLConfig, args) -> int:
+    from webrl.trajectory_view import find_trajectory, print_trajectory
+
+    traj = find_trajectory(args.dir or cfg.run_dir, args.id)
+    print_trajectory(traj, console, full_pages=args.full)
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -145,6 +175,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="PATH", help="write the results as JSON")
     _config_args(p)
     p.set_defaults(func=cmd_env_demo)
+
+    p = sub.add_parser("eval", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       help="measure a model on a suite: success per task, a JSON report, saved trajectories",
+                       description="Run a model (greedy, rollout.eval_temperature) on the tasks of a suite with Ray "
+                       "rollout workers and browser pools; prints a progress bar and a per-task success table, "
+                       "saves every trajectory under run_dir for `webrl show-trajectory`.")
+    p.add_argument("--suite", default="miniwob", help="the suite to measure on (default: miniwob)")
+    p.add_argument("--tasks", help="comma-separated task names of the suite (default: all, or all of --split)")
+    p.add_argument("--split", help="a named split of the suite (e.g. test), for suites that have splits")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per task, seeds seed..seed+N-1 (default: 5)")
+    p.add_argument("--model", help="a Hugging Face model directory (e.g. a checkpoint's policy/); default: rollout.model")
+    p.add_argument("--engine", choices=["vllm", "transformers"], help="inference engine (default: rollout.engine, vllm)")
+    p.add_argument("--workers", type=int, help="rollout workers (default: rollout.workers)")
+    p.add_argument("--report", metavar="PATH", help="write the results as JSON (overall success_rate, per task)")
+    p.add_argument("--out", metavar="DIR", help="where trajectories go (default: <run_dir>/eval-<time>)")
+    _config_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("show-trajectory", help="one saved episode, readable: instruction, each page, each action, outcome")
+    p.add_argument("id", help="a trajectory id, or a unique prefix of one (eval prints them)")
+    p.add_argument("--dir", help="where to look (default: run_dir, every run under it)")
+    p.add_argument("--full", action="store_true", help="print whole pages (default: the first 40 lines of each)")
+    _config_args(p)
+    p.set_defaults(func=cmd_show_trajectory)
     return parser
 
 

@@ -40,6 +40,26 @@ class Suites:
             hint = f"; did you mean {', '.join(close)}?" if close else "; `webrl env list` shows them all"
             raise UnknownTask(f"no task '{task_id}'{hint}") from None
 
+    def select(self, suite: str, names: list[str] | None = None, split: str | None = None) -> list[Task]:
+        """Tasks of ``suite``: the named ones (``click-button`` or ``miniwob/click-button``), else the
+        given split, else all of them. Unknown names raise :class:`UnknownTask` with suggestions."""
+        if suite not in self.by_name:
+            hint = difflib.get_close_matches(suite, list(self.by_name), n=1)
+            raise UnknownTask(f"unknown suite '{suite}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+                              + f" (suites: {', '.join(self.by_name)})")
+        pool = self.by_name[suite].split(split) if split else self.by_name[suite].tasks()
+        if not names:
+            return pool
+        by_id = {t.id: t for t in pool}
+        picked = []
+        for name in names:
+            task_id = name if name.startswith(f"{suite}/") else f"{suite}/{name}"
+            if task_id not in by_id:
+                self.resolve(task_id)  # raises with suggestions when the task does not exist at all
+                raise UnknownTask(f"task '{task_id}' is not in split '{split}' of {suite}")
+            picked.append(by_id[task_id])
+        return picked
+
     def all_tasks(self) -> list[Task]:
         return [t for suite in self.by_name.values() for t in suite.tasks()]
 

@@ -24,6 +24,13 @@ class TaskSuite(ABC):
     def tasks(self) -> list[Task]:
         """Every task of the suite."""
 
+    splits: tuple[str, ...] = ()  # named subsets (train, test, ...) of suites that have them
+
+    def split(self, name: str) -> list[Task]:
+        """The tasks of one split."""
+        raise KeyError(f"suite '{self.name}' has no split '{name}'"
+                       + (f"; its splits: {', '.join(self.splits)}" if self.splits else "; it has no splits: leave --split out"))
+
     def task(self, task_id: str) -> Task:
         for t in self.tasks():
             if t.id == task_id:
