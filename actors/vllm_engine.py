@@ -13,11 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from actors.engine import Engine, Generation, Sampling, _Request
-
-
-def _vllm_dtype(dtype: str) -> str:
-    return "bfloat16" if dtype == "auto" else dtype
+from actors.engine import Engine, Generation, _Request, resolve_dtype
 
 
 class VLLMEngine(Engine):
@@ -27,6 +23,7 @@ class VLLMEngine(Engine):
         super().__init__(tokenizer, max_model_len)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.vllm.kv_cache_gib))
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", cfg.vllm.log_level)
         try:
             from vllm import EngineArgs, LLMEngine
         except ImportError as e:
@@ -35,7 +32,7 @@ class VLLMEngine(Engine):
         import torch
 
         args = {
-            "model": str(model_path), "dtype": _vllm_dtype(cfg.dtype), "seed": seed, "max_model_len": max_model_len,
+            "model": str(model_path), "dtype": resolve_dtype(cfg.dtype), "seed": seed, "max_model_len": max_model_len,
             "enforce_eager": cfg.vllm.enforce_eager, "max_num_seqs": cfg.vllm.max_num_seqs,
             "disable_log_stats": True,
         }
@@ -51,7 +48,7 @@ class VLLMEngine(Engine):
             s = r.sampling
             params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed,
                                     logprobs=0)  # the sampled token's log-prob, from the raw logits
-            self.engine.add_request(r.id, {"prompt_token_ids": r.prompt}, params)
+            self.engine.add_request(r.id, {"type": "token", "prompt_token_ids": r.prompt}, params)
 
     def _advance(self) -> list[tuple[str, Generation]]:
         finished = []

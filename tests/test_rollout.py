@@ -102,3 +102,25 @@ def test_published_weights_reach_every_worker_and_late_joiners(fleet, tiny_model
         assert traj.policy_versions == [7]
     f.scale(2)
     assert f.size == 2
+
+
+def test_webrl_eval_reports_and_saves_trajectories_for_show_trajectory(cluster, tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from actors.replay_buffer import ReplayBuffer
+    from webrl.cli import main
+
+    report = tmp_path / "report.json"
+    rc = main(["eval", "--suite", "miniwob", "--tasks", "click-button", "--episodes", "2", "--workers", "1",
+               "--model", str(tiny_model_dir), "--config", "tiny", "--out", str(tmp_path / "run"),
+               "--report", str(report)])
+    assert rc == 0
+    data = json.loads(report.read_text())
+    assert data["episodes"] == 2 and data["stored"] == 2 and data["success_rate"] == 0.0
+    assert data["tasks"]["miniwob/click-button"]["episodes"] == 2
+    assert "overall" in capsys.readouterr().out
+    ids = ReplayBuffer(tmp_path / "run").ids()
+    assert len(ids) == 2
+    assert main(["show-trajectory", ids[1], "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert ids[1] in out and "instruction:" in out and "not an action" in out and "step 1" in out

@@ -108,6 +108,7 @@ class VLLMConfig(Section):
     enforce_eager: bool = Field(True, description="Skip graph compilation: starts in ~25 s instead of ~70 s on CPU.")
     max_num_seqs: int = Field(64, gt=0, description="Sequences decoded in one batch.")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="Any other vllm.EngineArgs field, passed as is.")
+    log_level: str = Field("WARNING", description="vLLM's own logging (VLLM_LOGGING_LEVEL), unless the environment sets it.")
 
 
 class RolloutConfig(Section):
@@ -115,7 +116,7 @@ class RolloutConfig(Section):
 
     model: str = Field("smollm2-135m-instruct", description="The policy: the default model's name or a Hugging Face directory.")
     engine: Literal["vllm", "transformers"] = Field("vllm", description="vllm (default) or transformers (fallback).")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="auto: bfloat16 on CPU and GPU.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="auto: bfloat16 on GPUs and CPUs with native bf16 (AVX512-BF16/AMX), else float32.")
     vllm: VLLMConfig = VLLMConfig()
     workers: int = Field(1, ge=0, description="RolloutWorker actors; can change while a run goes on.")
     browser_pools: int = Field(1, gt=0, description="BrowserPool actors the workers draw browser contexts from.")
