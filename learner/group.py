@@ -12,6 +12,7 @@ import socket
 import torch
 import torch.distributed as dist
 
+from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.learner import Batch, Learner
 from webrl.config import LearnerConfig
 
@@ -24,6 +25,12 @@ def build_policy(spec: str | dict, seed: int = 0):
     if isinstance(spec, dict):
         return LlamaForCausalLM(LlamaConfig(**spec))
     return AutoModelForCausalLM.from_pretrained(spec)
+
+
+def policy_weights(policy: torch.nn.Module) -> dict:
+    """The policy's parameters by Hugging Face name, detached on the CPU: what rollout engines load."""
+    module = getattr(policy, "module", policy)  # unwrap DDP
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
 
 
 class LearnerRank:
@@ -44,6 +51,26 @@ class LearnerRank:
 
     def policy_state(self) -> dict:
         return {k: v.detach().clone() for k, v in self.learner.policy.state_dict().items()}
+
+    def publish_weights(self) -> tuple[int, list]:
+        """Put the policy's weights in Ray's object store once; returns (version, [ObjectRef]) (the ref
+        in a list so that Ray hands it on instead of resolving it)."""
+        import ray
+
+        return self.learner.version, [ray.put(policy_weights(self.learner.policy))]
+
+    def save(self, folder: str, phase: int, step: int, tokenizer_dir: str | None = None) -> str | None:
+        if self.rank != 0:
+            return None
+        tokenizer = None
+        if tokenizer_dir:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        return str(save_checkpoint(folder, self.learner, tokenizer=tokenizer, phase=phase, step=step))
+
+    def load(self, folder: str) -> dict:
+        return load_checkpoint(folder, self.learner)
 
     def critic_state(self) -> dict:
         return {k: v.detach().clone() for k, v in self.learner.critic.state_dict().items()}
@@ -75,6 +102,25 @@ class LearnerGroup:
 
     def critic_step(self, batch: Batch) -> dict:
         return self._all("critic_step", batch)[0]
+
+    def publish(self, fleet=None) -> tuple[int, object, float]:
+        """Publish the current policy: one copy into the object store from rank 0, then (with a fleet)
+        every rollout engine loads it. Returns (version, ObjectRef, seconds until all engines hold it)."""
+        import time
+
+        t0 = time.perf_counter()
+        version, (ref,) = self._ray.get(self.ranks[0].publish_weights.remote())
+        if fleet is not None:
+            fleet.publish(ref, version)
+        return version, ref, time.perf_counter() - t0
+
+    def save(self, folder: str, *, phase: int = 0, step: int = 0, tokenizer_dir: str | None = None) -> str:
+        """A checkpoint (learner/checkpoint.py) written by rank 0; the ranks are identical."""
+        return self._all("save", folder, phase, step, tokenizer_dir)[0]
+
+    def load(self, folder: str) -> dict:
+        """Restore every rank from a checkpoint (build the group on ``<folder>/policy`` first)."""
+        return self._all("load", folder)[0]
 
     def policy_state(self, rank: int = 0) -> dict:
         return self._ray.get(self.ranks[rank].policy_state.remote())
