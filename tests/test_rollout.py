@@ -88,6 +88,38 @@ def test_a_killed_worker_s_episodes_rerun_elsewhere_and_are_stored_once(fleet):
     assert f.workers[killed[0]].lost == 1
 
 
+def test_a_learner_update_reaches_the_engines_with_its_version(fleet, tiny_model_dir, tokenizer):
+    from learner.group import LearnerGroup
+    from learner.learner import Batch
+    from learner.logprobs import token_logprobs
+    from webrl.config import LearnerConfig
+
+    f, buffer = fleet
+    group = LearnerGroup(1, str(tiny_model_dir), LearnerConfig(lr=0.05, optimizer="sgd"), micro_batch=2,
+                         num_cpus_per_rank=0.5)
+    try:
+        ids = torch.tensor([tokenizer("do(action=\"Click\", element=\"1\")").input_ids] * 2)
+        act = torch.ones_like(ids)
+        out = group.actor_step(Batch(ids, torch.ones_like(ids), act, advantage=torch.tensor([1.0, 1.0])))
+        version, ref, sync_s = group.publish(f)
+        assert version == out["version"] == 1 and sync_s > 0
+        summaries = f.run(eval_specs("learned", TASKS[:1], 2, seed=30), timeout_s=300)
+        trained = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        trained.load_state_dict(group.policy_state())
+    finally:
+        group.shutdown()
+    for s in summaries:
+        traj = ray.get(buffer.get.remote(s.id))
+        assert traj.policy_versions == [1]
+        step = traj.steps[0]  # the engine's behaviour log-probs are the learner's policy on those tokens
+        seq = torch.tensor([step.prompt_token_ids + step.action_token_ids])
+        mask = torch.zeros_like(seq)
+        mask[0, len(step.prompt_token_ids):] = 1
+        with torch.no_grad():
+            ref_lp, _ = token_logprobs(trained, seq, torch.ones_like(seq), mask)
+        assert step.logprobs == pytest.approx(ref_lp.tolist(), abs=2e-3)
+
+
 def test_published_weights_reach_every_worker_and_late_joiners(fleet, tiny_model_dir):
     f, buffer = fleet
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
