@@ -49,7 +49,8 @@ async def _run_all(pools, jobs, max_steps, progress, bar) -> list[EpisodeRecord]
     return await asyncio.gather(*(one(i, t, s) for i, (t, s) in enumerate(jobs)))
 
 
-def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, report: str | None) -> int:
+def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, report: str | None,
+             save: str | None = None) -> int:
     names = tasks or sorted(POLICIES)
     unknown = [n for n in names if n.split("/", 1)[-1] not in POLICIES]
     if unknown:
@@ -91,6 +92,11 @@ def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, 
     console.print(f"overall success {success:.0%} over {len(records)} episodes; {total_steps} steps in {wall:.1f} s "
                   f"({total_steps / wall:.1f} steps/s); browser relaunches: {sum(h['restarts'] for h in health)}",
                   highlight=False)
+    if save:
+        Path(save).mkdir(parents=True, exist_ok=True)
+        with open(Path(save) / "demos.jsonl", "w") as fh:
+            fh.writelines(r.model_dump_json() + "\n" for r in records)
+        console.print(f"{len(records)} episode records written to {Path(save) / 'demos.jsonl'} (webrl sft --data {save})")
     if report:
         Path(report).write_text(json.dumps({"success_rate": success, "episodes": len(records), "steps": total_steps,
                                             "wall_s": wall, "tasks": rows, "pools": health}, indent=2))

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from learner.critic import Critic
-from learner.logprobs import action_logprobs
+from learner.logprobs import action_logprob_sums, action_logprobs
 from learner.losses import paper_actor_terms, reference_actor_terms
 from webrl.config import LearnerConfig
 
@@ -60,8 +60,10 @@ class _ActionLogProb(nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, input_ids, attention_mask, action_mask):
-        return action_logprobs(self.policy, input_ids, attention_mask, action_mask)
+    def forward(self, input_ids, attention_mask, action_mask, mean: bool = True):
+        if mean:
+            return action_logprobs(self.policy, input_ids, attention_mask, action_mask)
+        return action_logprob_sums(self.policy, input_ids, attention_mask, action_mask)[0]
 
 
 class Learner:
@@ -76,6 +78,7 @@ class Learner:
         optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.SGD
         self.actor_opt = optimizer(policy.parameters(), lr=cfg.lr)
         self.critic_opt = optimizer(self.critic.parameters(), lr=cfg.lr)
+        self._sft_opt = None  # made on the first supervised step, with learner.sft_lr
         self.version = 0  # bumped by every actor update; rollout engines load weights by it
 
     @staticmethod
@@ -140,6 +143,25 @@ class Learner:
 
         out = self._step(batch, self.actor, self.actor_opt, list(self.policy.parameters()), count_of, loss_sum_of,
                          "actor")
+        if "skipped" not in out:
+            self.version += 1
+            out["version"] = self.version
+        return out
+
+    def sft_step(self, batch: Batch) -> dict:
+        """One supervised step (the warm start before WebRL): mean negative log-likelihood of every
+        action token in the global batch, with its own optimizer at ``learner.sft_lr``."""
+        if self._sft_opt is None:
+            optimizer = torch.optim.AdamW if self.cfg.optimizer == "adamw" else torch.optim.SGD
+            self._sft_opt = optimizer(self.policy.parameters(), lr=self.cfg.sft_lr)
+
+        def count_of(mb: Batch) -> int:
+            return int(mb.action_mask[:, 1:].sum())
+
+        def loss_sum_of(mb: Batch):
+            return -self.actor(mb.input_ids, mb.attention_mask, mb.action_mask, mean=False).sum()
+
+        out = self._step(batch, self.actor, self._sft_opt, list(self.policy.parameters()), count_of, loss_sum_of, "sft")
         if "skipped" not in out:
             self.version += 1
             out["version"] = self.version

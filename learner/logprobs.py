@@ -23,12 +23,18 @@ def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, action_mask
     return chosen - logits.logsumexp(-1), rows
 
 
-def action_logprobs(model, input_ids: Tensor, attention_mask: Tensor, action_mask: Tensor) -> Tensor:
-    """Mean log-prob of each sample's action tokens (WebRL's log π(a|s)), shape [batch]."""
+def action_logprob_sums(model, input_ids: Tensor, attention_mask: Tensor, action_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Sum of each sample's action-token log-probs and the number of those tokens, each [batch]."""
     logp, rows = token_logprobs(model, input_ids, attention_mask, action_mask)
     batch = input_ids.shape[0]
     total = torch.zeros(batch, dtype=logp.dtype, device=logp.device).index_add(0, rows, logp)
     count = torch.zeros(batch, dtype=logp.dtype, device=logp.device).index_add(0, rows, torch.ones_like(logp))
     if (count == 0).any():
         raise ValueError(f"samples {(count == 0).nonzero().flatten().tolist()} have no action tokens")
+    return total, count
+
+
+def action_logprobs(model, input_ids: Tensor, attention_mask: Tensor, action_mask: Tensor) -> Tensor:
+    """Mean log-prob of each sample's action tokens (WebRL's log π(a|s)), shape [batch]."""
+    total, count = action_logprob_sums(model, input_ids, attention_mask, action_mask)
     return total / count

@@ -26,3 +26,29 @@ def test_envpool_bench_prints_ratios_near_the_bare_loop():
     # target 0.9; the bound leaves room for a noisy 2-core machine, not for a real regression
     assert result["min_throughput_ratio"] >= 0.75, result
     assert result["pool_restarts"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_rollout_bench_prints_the_pipeline_against_its_bounds():
+    out = subprocess.run(
+        [sys.executable, "bench/rollout.py", "--json", "--tiny", "--episodes", "1", "--tasks", "click-button,click-link"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, out.stdout[-2000:]  # stdout is the JSON line only
+    result = json.loads(lines[0])
+    assert result["benchmark"] == "rollout"
+    keys = {"pipeline_steps_per_s", "vllm_steps_per_s", "browser_steps_per_s", "bound_shared", "bound_separate",
+            "bound_applies", "pipeline_ratio", "workers1_steps_per_s", "workers2_steps_per_s", "scaling_2_over_1",
+            "vllm_tokens_per_s", "transformers_tokens_per_s", "vllm_over_transformers"}
+    assert keys <= set(result), keys - set(result)
+    assert result["pipeline_steps"] > 0 and result["pipeline_steps"] == result["browser_steps"]
+    for key in [k for k in keys if k != "bound_applies"]:
+        assert isinstance(result[key], (int, float)) and 0 < result[key] < float("inf"), (key, result)
+    assert result["bound_shared"] <= result["bound_separate"]
+    assert result["bound_applies"] == ("shared" if result["ray_nodes"] == 1 else "separate")
+    # target 0.9; 0.5 leaves room for a noisy 2-core machine and a run this small (2 episodes: start-up and
+    # the last episode's tail weigh heavily), not for a pipeline that serialises generation and browsing
+    assert result["pipeline_ratio"] >= 0.5, result

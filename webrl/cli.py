@@ -24,6 +24,7 @@ EPILOG = """examples:
   webrl eval --suite miniwob --tasks click-button,login-user --episodes 20 --report out.json
   webrl eval --suite miniwob --model ./checkpoints/phase-3/policy --set rollout.workers=2
   webrl show-trajectory eval-20261121-101500-ab12-0003   one episode: instruction, pages, actions, outcome
+  webrl env demo --save demos/ && webrl sft --data demos/ --epochs 3   supervised warm start
 """
 
 
@@ -106,7 +107,7 @@ def cmd_env_demo(cfg: WebRLConfig, args) -> int:
     from envpool.demo import run_demo
 
     return run_demo(cfg, tasks=args.tasks.split(",") if args.tasks else None, seeds=args.seeds,
-                    pools=args.pools, report=args.report)
+                    pools=args.pools, report=args.report, save=args.save)
 
 
 # ---- eval / show-trajectory --------------------------------------------------------------------
@@ -125,6 +126,13 @@ def cmd_eval(cfg: WebRLConfig, args) -> int:
 
         resolve_model(args.model)  # a bad path fails here, before Ray starts
     run_eval(cfg, tasks, args.episodes, model=args.model, out_dir=args.out, report=args.report)
+    return 0
+
+
+def cmd_sft(cfg: WebRLConfig, args) -> int:
+    from webrl.finetune import run_sft
+
+    run_sft(cfg, args.data, model=args.model, out=args.out, epochs=args.epochs, include_failures=args.include_failures)
     return 0
 
 
@@ -173,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="episodes per task (seeds 0..N-1)")
     p.add_argument("--pools", type=int, default=1, help="BrowserPool actors to spread episodes over")
     p.add_argument("--report", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--save", metavar="DIR", help="write every episode record to DIR/demos.jsonl (demonstrations for webrl sft)")
     _config_args(p)
     p.set_defaults(func=cmd_env_demo)
 
@@ -192,6 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="where trajectories go (default: <run_dir>/eval-<time>)")
     _config_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sft", help="supervised warm start on demonstrations; writes a checkpoint engines serve",
+                       description="Fine-tune the policy on demonstrations (JSONL of trajectories, or of episode "
+                       "records from `webrl env demo --save DIR`): each step's prompt is rendered for this model, "
+                       "the target is the action text. WebRL starts from such a policy.")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="JSONL files, or folders of them")
+    p.add_argument("--model", help="the model to start from (default: rollout.model)")
+    p.add_argument("--out", metavar="DIR", help="checkpoint folder (default: checkpoints/sft)")
+    p.add_argument("--epochs", type=int, help="passes over the data (default: learner.sft_epochs)")
+    p.add_argument("--include-failures", action="store_true", help="train on failed episodes too")
+    _config_args(p)
+    p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("show-trajectory", help="one saved episode, readable: instruction, each page, each action, outcome")
     p.add_argument("id", help="a trajectory id, or a unique prefix of one (eval prints them)")

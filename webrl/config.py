@@ -98,6 +98,8 @@ class LearnerConfig(Section):
     context_tokens: int = Field(16384, gt=0)
     sft_lr: float = Field(1e-5, gt=0, description="Supervised warm start learning rate.")
     sft_epochs: int = Field(1, gt=0)
+    sft_batch_size: int = Field(16, gt=0, description="Global batch of the supervised warm start (steps).")
+    micro_batch: int = Field(4, gt=0, description="Samples per forward pass on one rank (sized to memory).")
 
 
 class VLLMConfig(Section):

@@ -1,0 +1,80 @@
+"""Supervised warm start: demonstrations (episode records or trajectories) become prompt + action
+samples for any model, the SFT step lowers the actions' NLL, and `webrl sft` writes a checkpoint whose
+policy then writes the demonstrated action."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from actors.engine import Sampling, make_engine
+from envpool.actions import parse_action
+from learner.sft import demo_samples, load_demos, sft_batches
+from webrl.config import load_config
+from webrl.types import EnvStep, EpisodeRecord, EpisodeStatus, Observation
+
+PAGES = [Observation(url="http://127.0.0.1/p", html=f'<p>page {i}</p><button id="{i}">Go {i}</button>', element_count=1)
+         for i in range(3)]
+ACTIONS = ['do(action="Click", element="0")', 'do(action="Type", argument="kate", element="1")']
+
+
+def _record(reward: float = 1.0) -> EpisodeRecord:
+    steps = [EnvStep(action=parse_action(a), observation=PAGES[i + 1]) for i, a in enumerate(ACTIONS)]
+    return EpisodeRecord(episode_id="e", task_id="miniwob/x", instruction="Do the thing", first_observation=PAGES[0],
+                         steps=steps, status=EpisodeStatus.done, reward=reward)
+
+
+@pytest.fixture
+def demo_file(tmp_path):
+    path = tmp_path / "demos.jsonl"
+    path.write_text(_record().model_dump_json() + "\n" + _record(reward=-1.0).model_dump_json() + "\n")
+    return path
+
+
+def test_records_become_rounds_of_the_page_each_action_was_taken_on(demo_file):
+    demos = load_demos([demo_file])
+    assert len(demos) == 1  # the failed episode is left out
+    assert [obs.html for obs, _ in demos[0].rounds] == [PAGES[0].html, PAGES[1].html]
+    assert [a for _, a in demos[0].rounds] == ACTIONS
+    assert len(load_demos([demo_file], successful_only=False)) == 2
+
+
+def test_samples_end_with_the_action_and_the_end_of_turn_token(demo_file, tokenizer):
+    samples = demo_samples(load_demos([demo_file]), tokenizer, max_tokens=2048)
+    ids, prompt_len = samples[1]
+    target = tokenizer.decode(ids[prompt_len:], skip_special_tokens=False)
+    assert target == ACTIONS[1] + tokenizer.eos_token
+    prompt = tokenizer.decode(ids[:prompt_len])
+    assert PAGES[1].html in prompt and PAGES[0].html not in prompt and ACTIONS[0] in prompt  # earlier round: its output
+    batch = sft_batches(samples, 2, tokenizer.eos_token_id)[0]
+    assert int(batch.action_mask.sum()) == sum(len(i) - p for i, p in samples)
+
+
+def test_bad_demonstration_files_say_what_is_wrong(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"hello": 1}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1 is neither a trajectory nor an episode record"):
+        load_demos([bad])
+    with pytest.raises(FileNotFoundError, match="no demonstrations"):
+        load_demos([tmp_path / "missing"])
+
+
+def test_webrl_sft_teaches_the_demonstrated_actions(demo_file, tiny_model_dir, tokenizer, tmp_path):
+    from webrl.cli import main
+
+    out = tmp_path / "ckpt"
+    rc = main(["sft", "--data", str(demo_file), "--model", str(tiny_model_dir), "--out", str(out), "--epochs", "60",
+               "--config", "tiny", "--set", "learner.sft_lr=0.003", "--set", "learner.sft_batch_size=2"])
+    assert rc == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "sft" and manifest["step"] == 60
+    samples = demo_samples(load_demos([demo_file]), tokenizer, max_tokens=2048)
+    engine = make_engine(load_config("tiny", ["rollout.dtype=float32"]), out / "policy", engine="transformers")
+    try:
+        for (ids, prompt_len), action in zip(samples, ACTIONS):
+            gen = engine.submit(ids[:prompt_len], Sampling(temperature=0.0, max_tokens=40)).result(timeout=60)
+            assert gen.text == action and gen.finish_reason == "stop"
+    finally:
+        engine.close()
