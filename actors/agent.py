@@ -40,6 +40,15 @@ class RemotePool:
         return await self.handle.close.remote(episode_id)
 
 
+def failed_trajectory(spec: EpisodeSpec, status: EpisodeStatus, reason: str, *, worker_id: str = "",
+                      model: str = "") -> Trajectory:
+    """The record of an episode that could not be played (its worker or browser pool failed): stored
+    like any other, so it is reported and never silently lost."""
+    return Trajectory(id=spec.id, task_id=spec.task_id, suite=spec.task_id.split("/")[0], seed=spec.seed,
+                      phase=spec.phase, mode=spec.mode, attempt=spec.attempt, worker_id=worker_id, model=model,
+                      outcome=Outcome(status=status, reason=reason, source=OutcomeSource.none))
+
+
 def early_stop(actions: list, max_parse_failures: int, max_repeated: int) -> str | None:
     """Why the episode should stop now, judged on the actions so far (WebArena's early-stop rules
     that WebRL keeps): the last ``max_parse_failures`` unparsable, or the last ``max_repeated`` the same."""

@@ -22,10 +22,11 @@ from typing import Callable, Iterable
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
+from actors.agent import failed_trajectory
 from actors.rollout_worker import remote_worker
 from envpool.pool import remote_pool
 from webrl.config import WebRLConfig
-from webrl.types import EpisodeSpec, EpisodeStatus, EpisodeSummary, Outcome, OutcomeSource, Trajectory
+from webrl.types import EpisodeSpec, EpisodeStatus, EpisodeSummary
 
 log = logging.getLogger(__name__)
 _WORKER_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
@@ -181,9 +182,7 @@ class RolloutFleet:
     def _give_up(self, spec: EpisodeSpec, w: _Worker, reason: str) -> EpisodeSummary:
         """Store a failed trajectory for an episode that cannot run, so that it is reported, never lost."""
         log.error("episode %s failed: %s", spec.id, reason)
-        traj = Trajectory(id=spec.id, task_id=spec.task_id, suite=spec.task_id.split("/")[0], seed=spec.seed,
-                          phase=spec.phase, mode=spec.mode, attempt=spec.attempt, worker_id=w.id,
-                          outcome=Outcome(status=EpisodeStatus.error, reason=reason, source=OutcomeSource.none))
+        traj = failed_trajectory(spec, EpisodeStatus.error, reason, worker_id=w.id)
         stored = True
         if self.buffer is not None:
             stored = ray.get(self.buffer.add.remote(traj)) if hasattr(self.buffer.add, "remote") else self.buffer.add(traj)

@@ -14,10 +14,10 @@ import itertools
 import logging
 from typing import Mapping
 
-from actors.agent import Agent, Env, RemotePool
+from actors.agent import Agent, Env, RemotePool, failed_trajectory
 from actors.engine import Engine, make_engine
 from webrl.config import WebRLConfig
-from webrl.types import EpisodeSpec, EpisodeStatus, EpisodeSummary, Outcome, OutcomeSource, Trajectory
+from webrl.types import EpisodeSpec, EpisodeStatus, EpisodeSummary, Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ class RolloutWorker:
         except Exception as e:  # noqa: BLE001 - the browser pool's own failure: record it, never lose the episode
             log.exception("episode %s failed in the environment", spec.id)
             reason = f"the browser pool failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            return Trajectory(id=spec.id, task_id=spec.task_id, suite=spec.task_id.split("/")[0], seed=spec.seed,
-                              phase=spec.phase, mode=spec.mode, attempt=spec.attempt, worker_id=self.worker_id,
-                              model=self.model, outcome=Outcome(status=EpisodeStatus.interrupted, reason=reason,
-                                                                source=OutcomeSource.none))
+            return failed_trajectory(spec, EpisodeStatus.interrupted, reason, worker_id=self.worker_id, model=self.model)
 
     async def _store(self, traj: Trajectory) -> bool:
         if self.buffer is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from actors.engine import Sampling, make_engine
 from envpool.actions import parse_action
