@@ -49,6 +49,9 @@ class LearnerRank:
     def critic_step(self, batch: Batch) -> dict:
         return self.learner.critic_step(batch.shard(self.rank, self.world))
 
+    def sft_step(self, batch: Batch) -> dict:
+        return self.learner.sft_step(batch.shard(self.rank, self.world))
+
     def policy_state(self) -> dict:
         return {k: v.detach().clone() for k, v in self.learner.policy.state_dict().items()}
 
@@ -102,6 +105,9 @@ class LearnerGroup:
 
     def critic_step(self, batch: Batch) -> dict:
         return self._all("critic_step", batch)[0]
+
+    def sft_step(self, batch: Batch) -> dict:
+        return self._all("sft_step", batch)[0]
 
     def publish(self, fleet=None) -> tuple[int, object, float]:
         """Publish the current policy: one copy into the object store from rank 0, then (with a fleet)
