@@ -38,7 +38,9 @@ class BrowserConfig(Section):
     viewport_height: int = Field(720, gt=0)
     contexts: int = Field(4, gt=0, description="Episodes one BrowserPool runs at once (one context each).")
     action_timeout_s: float = Field(10.0, gt=0, description="Hard limit on one action plus the observation after it.")
-    episode_timeout_s: float = Field(300.0, gt=0, description="Hard limit on one episode, reset included.")
+    episode_timeout_s: float = Field(
+        1800.0, gt=0, description="Hard limit on one episode, reset included, model time too (CPU generation: ~40 s a step)."
+    )
     navigation_timeout_s: float = Field(15.0, gt=0, description="Limit on loading the start page at reset.")
     health_check_interval_s: float = Field(5.0, gt=0)
     idle_timeout_s: float = Field(
