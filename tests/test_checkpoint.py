@@ -26,7 +26,7 @@ def _batch(vocab: int, seed: int, n: int = 4, length: int = 12) -> Batch:
 
 def _learner(model_dir) -> Learner:
     policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return Learner(policy, LearnerConfig(lr=1e-3, actor_loss="paper"), micro_batch=2)
+    return Learner(policy, LearnerConfig(lr=1e-3, actor_loss="paper", precision="fp32"), micro_batch=2)
 
 
 def _states(learner: Learner) -> dict:

@@ -26,7 +26,7 @@ def _batch(n: int = 8, length: int = 16, seed: int = 3) -> Batch:
 def _cfg(**kw) -> LearnerConfig:
     # a step large enough to move the weights measurably; SGD for exact comparisons (Adam's first step
     # is ~lr·sign(g), which turns float noise in near-zero gradients into differences of a whole lr)
-    return LearnerConfig(**{"lr": 1e-2, "optimizer": "sgd", **kw})
+    return LearnerConfig(**{"lr": 1e-2, "optimizer": "sgd", "precision": "fp32", **kw})
 
 
 @pytest.mark.parametrize("mode", ["reference", "paper"])

@@ -78,6 +78,16 @@ class EnvConfig(Section):
     bind_host: str = Field("127.0.0.1", description="Address the local task servers listen on.")
 
 
+class LoraConfig(Section):
+    """Low-rank adapters (peft) instead of full fine-tuning of the policy; the critic trains fully."""
+
+    enabled: bool = False
+    rank: int = Field(16, gt=0)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = Field("all-linear", description="peft target_modules: names, or all-linear.")
+
+
 class LearnerConfig(Section):
     """WebRL's learning rule (DESIGN.md §4); defaults are the paper's (Qi et al. 2025, Appendix)."""
 
@@ -102,6 +112,10 @@ class LearnerConfig(Section):
     sft_epochs: int = Field(1, gt=0)
     sft_batch_size: int = Field(16, gt=0, description="Global batch of the supervised warm start (steps).")
     micro_batch: int = Field(4, gt=0, description="Samples per forward pass on one rank (sized to memory).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast for forward passes (weights and optimizer stay fp32); auto: bf16 on GPUs "
+        "and CPUs with native bf16, else fp32.")
+    lora: LoraConfig = LoraConfig()
 
 
 class VLLMConfig(Section):
