@@ -107,7 +107,10 @@ def remote_worker(cfg: WebRLConfig, worker_id: str, pools: list, buffer=None, *,
     reruns its episodes elsewhere meanwhile)."""
     import ray
 
+    import os
+
     r = cfg.rollout
+    threads = r.engine_threads or os.cpu_count() or 1
     defaults = {"num_cpus": r.worker_cpus, "num_gpus": r.worker_gpus, "max_restarts": -1, "max_task_retries": 0,
-                "max_concurrency": 1000}
+                "max_concurrency": 1000, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}}
     return ray.remote(**(defaults | options))(RolloutWorker).remote(cfg, worker_id, pools, buffer, model_path=model_path)

@@ -140,6 +140,8 @@ class RolloutConfig(Section):
     browser_pools: int = Field(1, gt=0, description="BrowserPool actors the workers draw browser contexts from.")
     episodes_per_worker: int = Field(8, gt=0, description="Episodes one worker runs at once (generation is batched across them).")
     worker_cpus: float = Field(0.5, gt=0, description="CPUs Ray reserves for one worker.")
+    engine_threads: int = Field(0, ge=0, description="CPU threads of a worker's engine (OMP_NUM_THREADS); 0: every core "
+                                "of the machine that starts the workers (Ray would give a fractional-CPU actor 1).")
     pool_cpus: float = Field(0.5, ge=0, description="CPUs Ray reserves for one BrowserPool actor.")
     worker_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves for one worker (a share is fine).")
     temperature: float = Field(1.0, ge=0, description="Paper: sampling temperature 1 while training.")
