@@ -11,6 +11,7 @@ from typing import Protocol
 from actors.engine import Engine, EngineError, Sampling
 from actors.prompt import Round, build_prompt
 from envpool.actions import format_action, parse_action
+from envpool.suites.adhoc import AdhocSuite, is_url
 from webrl.config import WebRLConfig
 from webrl.types import (ActionKind, EnvStep, EpisodeRecord, EpisodeSpec, EpisodeStatus, Outcome, OutcomeSource,
                          Step, Trajectory)
@@ -40,11 +41,16 @@ class RemotePool:
         return await self.handle.close.remote(episode_id)
 
 
+def suite_of(task_id: str) -> str:
+    """The suite a task id belongs to: the part before the slash, or the ad-hoc URL suite."""
+    return AdhocSuite.name if is_url(task_id) else task_id.split("/", 1)[0]
+
+
 def failed_trajectory(spec: EpisodeSpec, status: EpisodeStatus, reason: str, *, worker_id: str = "",
                       model: str = "") -> Trajectory:
     """The record of an episode that could not be played (its worker or browser pool failed): stored
     like any other, so it is reported and never silently lost."""
-    return Trajectory(id=spec.id, task_id=spec.task_id, suite=spec.task_id.split("/")[0], seed=spec.seed,
+    return Trajectory(id=spec.id, task_id=spec.task_id, suite=suite_of(spec.task_id), seed=spec.seed,
                       phase=spec.phase, mode=spec.mode, attempt=spec.attempt, worker_id=worker_id, model=model,
                       outcome=Outcome(status=status, reason=reason, source=OutcomeSource.none))
 
@@ -74,8 +80,7 @@ class Agent:
 
     async def run(self, env: Env, spec: EpisodeSpec) -> Trajectory:
         t0 = time.perf_counter()
-        suite = spec.task_id.split("/", 1)[0] if "/" in spec.task_id and "://" not in spec.task_id else "adhoc"
-        traj = Trajectory(id=spec.id, task_id=spec.task_id, suite=suite, seed=spec.seed, phase=spec.phase,
+        traj = Trajectory(id=spec.id, task_id=spec.task_id, suite=suite_of(spec.task_id), seed=spec.seed, phase=spec.phase,
                           mode=spec.mode, attempt=spec.attempt, worker_id=self.worker_id, model=self.model)
         record = await env.reset(spec.task_id, spec.seed)
         traj.instruction = record.instruction

@@ -20,11 +20,11 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from webrl.hardware import cpu_has_bf16
-from typing import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ class _Request:
     prompt: list[int]
     sampling: Sampling
     future: Future
-    submitted: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -69,8 +68,8 @@ class _WeightUpdate:
 
 class Engine:
     """Base class: the request queue, the generation thread and weight versioning. Subclasses implement
-    ``_admit`` (take new requests), ``_advance`` (generate some, return what finished), ``_busy`` and
-    ``_apply_weights``."""
+    ``_admit`` (take new requests), ``_advance`` (generate some, return what finished) and
+    ``_apply_weights``, and may override ``_abort`` and ``_shutdown``."""
 
     name = "engine"
 

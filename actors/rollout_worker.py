@@ -35,7 +35,7 @@ class RolloutWorker:
         self.model = str(model_path or self.cfg.rollout.model)
         self.engine = engine or make_engine(self.cfg, model_path, seed=self.cfg.seed)
         self.agent = Agent(self.engine, self.cfg, worker_id=worker_id, model=self.model)
-        self._next_env = itertools.cycle(range(len(self.envs)))
+        self._next_env = itertools.cycle(self.envs)
         self._version_changed = asyncio.Condition()
         self.running = 0
         self.finished = 0
@@ -49,7 +49,7 @@ class RolloutWorker:
             await self._admit(spec)
             traj = None
             for attempt in range(spec.attempt, self.cfg.rollout.max_attempts + 1):
-                env = self.envs[next(self._next_env)]
+                env = next(self._next_env)
                 traj = await self._episode(env, spec.model_copy(update={"attempt": attempt}))
                 if traj.outcome.status is not EpisodeStatus.interrupted:
                     break

@@ -87,9 +87,9 @@ class Learner:
         self.autocast_dtype = autocast_dtype(cfg.precision)
         self.actor = self._wrap(_ActionLogProb(self.policy))
         self.critic_module = self._wrap(self.critic)
-        optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.SGD
-        self.actor_opt = optimizer(self._trainable(), lr=cfg.lr)
-        self.critic_opt = optimizer(self.critic.parameters(), lr=cfg.lr)
+        self._optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.SGD
+        self.actor_opt = self._optimizer(self._trainable(), lr=cfg.lr)
+        self.critic_opt = self._optimizer(self.critic.parameters(), lr=cfg.lr)
         self._sft_opt = None  # made on the first supervised step, with learner.sft_lr
         self.version = 0  # bumped by every actor update; rollout engines load weights by it
 
@@ -147,6 +147,14 @@ class Learner:
         optimizer.zero_grad(set_to_none=True)
         return {f"{what}_loss": self._global_sum(total), "grad_norm": float(grad_norm), "samples": counted}
 
+    def _policy_step(self, batch: Batch, optimizer, count_of, loss_sum_of, what: str) -> dict:
+        """A step on the policy's trainable parameters; a step taken is a new weights version."""
+        out = self._step(batch, self.actor, optimizer, self._trainable(), count_of, loss_sum_of, what)
+        if "skipped" not in out:
+            self.version += 1
+            out["version"] = self.version
+        return out
+
     def actor_step(self, batch: Batch) -> dict:
         """One KL-constrained actor update (``learner.actor_loss``: paper Eq. 6 or the reference code's)."""
 
@@ -163,18 +171,13 @@ class Learner:
                                                 confident_p=self.cfg.reference_confident_p)
             return terms[keep].sum()
 
-        out = self._step(batch, self.actor, self.actor_opt, self._trainable(), count_of, loss_sum_of, "actor")
-        if "skipped" not in out:
-            self.version += 1
-            out["version"] = self.version
-        return out
+        return self._policy_step(batch, self.actor_opt, count_of, loss_sum_of, "actor")
 
     def sft_step(self, batch: Batch) -> dict:
         """One supervised step (the warm start before WebRL): mean negative log-likelihood of every
         action token in the global batch, with its own optimizer at ``learner.sft_lr``."""
         if self._sft_opt is None:
-            optimizer = torch.optim.AdamW if self.cfg.optimizer == "adamw" else torch.optim.SGD
-            self._sft_opt = optimizer(self._trainable(), lr=self.cfg.sft_lr)
+            self._sft_opt = self._optimizer(self._trainable(), lr=self.cfg.sft_lr)
 
         def count_of(mb: Batch) -> int:
             return int(mb.action_mask[:, 1:].sum())
@@ -182,11 +185,7 @@ class Learner:
         def loss_sum_of(mb: Batch):
             return -self.actor(mb.input_ids, mb.attention_mask, mb.action_mask, mean=False).sum()
 
-        out = self._step(batch, self.actor, self._sft_opt, self._trainable(), count_of, loss_sum_of, "sft")
-        if "skipped" not in out:
-            self.version += 1
-            out["version"] = self.version
-        return out
+        return self._policy_step(batch, self._sft_opt, count_of, loss_sum_of, "sft")
 
     def critic_step(self, batch: Batch) -> dict:
         """One critic update: cross-entropy of both heads against each sample's trajectory outcome."""
