@@ -35,7 +35,7 @@ from envpool.observation import observe
 from envpool.suites import Suites
 from envpool.suites.base import TaskSuite
 from webrl.config import EnvConfig
-from webrl.types import Action, ActionKind, EnvStep, EpisodeRecord, EpisodeStatus, Observation, Task
+from webrl.types import Action, ActionKind, EnvStep, EpisodeRecord, EpisodeStatus, Observation, OutcomeSource, Task
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,7 @@ class BrowserPool:
         if ep.context is not None:
             asyncio.get_running_loop().create_task(self._close_context(ep.context))
             ep.context = None
+        ep.suite.discard(rec.episode_id)
         if not ep.released:
             ep.released = True
             self._slots.release()
@@ -318,6 +319,7 @@ class BrowserPool:
             accept_downloads=False, service_workers="block",
         )
         await ep.guard.install(ep.context)
+        await ep.suite.prepare(ep.context, ep.task, ep.record.episode_id)
         ep.context.on("page", ep.attach)
         page = await ep.context.new_page()  # the "page" event attaches it
         await page.goto(ep.task.start_url, wait_until="load", timeout=b.navigation_timeout_s * 1000)
@@ -404,23 +406,33 @@ class BrowserPool:
             with contextlib.suppress(PlaywrightError):
                 await ep.page.wait_for_load_state("domcontentloaded", timeout=timeout_s * 1000)
             state = await self._settle_and_look(ep, error, notes)
-        reward, done = ep.suite.reward_from(state.reward, ep.task)
-        rec.reward = reward
+        rec.reward, done = ep.suite.reward_from(state.reward, ep.task)
         if act.kind is ActionKind.exit:
             rec.answer, done = act.argument, True
         status = EpisodeStatus.running
         if done:
             status = EpisodeStatus.done
+            await self._judge(ep)
             self._finish(ep, status, "the agent exited" if act.kind is ActionKind.exit else "the page reported the task done")
         elif len(rec.steps) + 1 >= self.cfg.max_steps:
             status = EpisodeStatus.truncated
+            await self._judge(ep)
             self._finish(ep, status, f"reached the step limit ({self.cfg.max_steps})")
-        return EnvStep(action=act, observation=ep.last_obs, reward=reward, status=status)
+        return EnvStep(action=act, observation=ep.last_obs, reward=rec.reward, status=status)
+
+    async def _judge(self, ep: _Episode) -> None:
+        """Let the suite's rule evaluator set the final reward of an episode that is ending."""
+        rec = ep.record
+        reward = await ep.suite.judge(ep.page, ep.task, rec.episode_id, rec.answer)
+        if reward is not None:
+            rec.reward, rec.reward_source = reward, OutcomeSource.rule
 
     async def close(self, episode_id: str) -> EpisodeRecord:
         """End the episode if it still runs, free its context, and return its full record."""
         ep = self._get(episode_id)
         if ep.record.status is EpisodeStatus.running:
+            with contextlib.suppress(PlaywrightError, asyncio.TimeoutError):  # the state stands as the agent left it
+                await asyncio.wait_for(self._judge(ep), self.cfg.browser.action_timeout_s)
             self._finish(ep, EpisodeStatus.truncated, "closed by the caller")
         del self._episodes[episode_id]
         return ep.record

@@ -83,6 +83,13 @@ class EnvStep(BaseModel):
         return self.status is not EpisodeStatus.running
 
 
+class OutcomeSource(str, Enum):
+    page = "page"  # the task page's own reward (MiniWoB)
+    rule = "rule"  # a rule evaluator (sandbox checks, WebArena string/url/program_html)
+    orm = "orm"  # the outcome reward model
+    none = "none"  # nothing judged it (the episode failed before it could be)
+
+
 class EpisodeRecord(BaseModel):
     """Everything the environment knows of one episode; never dropped, even when the browser crashes."""
 
@@ -96,15 +103,9 @@ class EpisodeRecord(BaseModel):
     reason: str | None = None  # why it ended, in words
     reward: float = 0.0
     answer: str | None = None  # exit(message=...)
+    reward_source: OutcomeSource = OutcomeSource.page  # rule: the suite's evaluator judged the end state
     started_at: float = Field(default_factory=time.time)
     elapsed_s: float = 0.0
-
-
-class OutcomeSource(str, Enum):
-    page = "page"  # the task page's own reward (MiniWoB)
-    rule = "rule"  # a rule evaluator (sandbox checks, WebArena string/url/program_html)
-    orm = "orm"  # the outcome reward model
-    none = "none"  # nothing judged it (the episode failed before it could be)
 
 
 class Outcome(BaseModel):

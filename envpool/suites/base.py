@@ -43,6 +43,18 @@ class TaskSuite(ABC):
     def close(self) -> None:
         """Stop what ``start`` started."""
 
+    async def prepare(self, context, task: Task, episode_id: str) -> None:
+        """Called on the episode's fresh browser context before its start page loads: per-episode
+        site state, cookies, a login's storage state."""
+
+    async def judge(self, page, task: Task, episode_id: str, answer: str | None) -> float | None:
+        """The final reward of an episode that ended (the agent exited, hit the step limit or was
+        stopped by its caller), from the suite's rule evaluator; None: the page's own reward stands."""
+        return None
+
+    def discard(self, episode_id: str) -> None:
+        """Forget what ``prepare`` made for the episode; called once it has ended."""
+
     async def begin(self, page, task: Task, seed: int | None) -> str:
         """Called once the start page has loaded: set the episode up, return the instruction."""
         return task.instruction or ""
