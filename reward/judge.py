@@ -63,7 +63,9 @@ class TokenOverlapJudge:
 
     def score(self, answer: str, reference: str) -> float:
         """Share of the reference's words found in the answer; 0 if one of its numbers is missing,
-        1 if the answer contains the whole reference."""
+        1 if the answer contains the whole reference; 0 for an empty reference."""
+        if not normalize(reference):
+            return 0.0
         if normalize(reference) in normalize(answer):
             return 1.0
         want, got = set(tokens(reference)), set(tokens(answer))
