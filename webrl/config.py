@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PRESET = "local"
@@ -70,10 +70,65 @@ class MiniWoBConfig(Section):
     )
 
 
+class WebArenaURLs(Section):
+    """Base URLs of self-hosted WebArena sites; each replaces its placeholder in the task configs."""
+
+    shopping: str | None = Field(None, description="__SHOPPING__: the Magento shop, e.g. http://host:7770.")
+    shopping_admin: str | None = Field(None, description="__SHOPPING_ADMIN__: the shop's admin, e.g. http://host:7780/admin.")
+    reddit: str | None = Field(None, description="__REDDIT__: the Postmill forum, e.g. http://host:9999.")
+    gitlab: str | None = Field(None, description="__GITLAB__: GitLab, e.g. http://host:8023.")
+    map: str | None = Field(None, description="__MAP__: OpenStreetMap, e.g. http://host:3000.")
+    wikipedia: str | None = Field(None, description="__WIKIPEDIA__: the Kiwix Wikipedia, e.g. http://host:8888/wikipedia_en_all_maxi_2022-05.")
+    homepage: str | None = Field(None, description="__HOMEPAGE__: WebArena's homepage, e.g. http://host:4399.")
+
+    @field_validator("*")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"'{value}' is not an http(s) URL (write it like http://host:7770)")
+        return value.rstrip("/")
+
+
+class WebArenaLogins(Section):
+    """Playwright storage-state files (cookies, local storage) that log an episode in to a site."""
+
+    shopping: str | None = Field(None, description="The shop customer's login (WebArena: .auth/shopping_state.json).")
+    shopping_admin: str | None = Field(None, description="The admin's login (.auth/shopping_admin_state.json).")
+    reddit: str | None = Field(None, description="The forum user's login (.auth/reddit_state.json).")
+    gitlab: str | None = Field(None, description="The GitLab user's login (.auth/gitlab_state.json).")
+
+
+class WebArenaConfig(Section):
+    """The WebArena-Lite suite against user-hosted WebArena sites (envpool/suites/webarena.py)."""
+
+    urls: WebArenaURLs = Field(default_factory=WebArenaURLs, description="Site base URLs; a task runs once its sites have one.")
+    storage_states: WebArenaLogins = Field(default_factory=WebArenaLogins, description="Per-site login storage states.")
+    auth_dir: str | None = Field(
+        None, description="Folder of WebArena's login states as its auto_login.py writes them (<site>_state.json); "
+        "read for sites that storage_states leaves out.")
+    reset_command: str | None = Field(
+        None, description="Shell command that resets the sites, run before each task that changes state (WebArena "
+        "requires it); it gets WEBRL_TASK_ID, WEBRL_SITES and WEBARENA_<SITE> URLs in its environment. None: no reset.")
+    reset_scope: Literal["state_changing", "every_task"] = Field(
+        "state_changing", description="Tasks the reset command runs before: those that change state (program_html "
+        "evaluated, or require_reset), or every task.")
+    reset_timeout_s: float = Field(900.0, gt=0, description="Limit on one run of the reset command.")
+    fuzzy_judge: str | None = Field(
+        None, description="'package.module:callable' judging fuzzy_match answers, async (intent, answer, reference) "
+        "-> bool; None: the deterministic token-overlap judge (reward/judge.py).")
+    page_timeout_s: float = Field(30.0, gt=0, description="Limit on opening one page an evaluator reads.")
+    settle_s: float = Field(
+        3.0, ge=0, description="After opening a page an evaluator reads, wait at most this long for its network to go "
+        "idle (WebArena sleeps 3 s).")
+
+
 class EnvConfig(Section):
     browser: BrowserConfig = BrowserConfig()
     observation: ObservationConfig = ObservationConfig()
     miniwob: MiniWoBConfig = MiniWoBConfig()
+    webarena: WebArenaConfig = WebArenaConfig()
     max_steps: int = Field(30, gt=0, description="Paper: at most 30 steps per episode.")
     bind_host: str = Field("127.0.0.1", description="Address the local task servers listen on.")
 
