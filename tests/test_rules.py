@@ -242,16 +242,18 @@ def test_page_evaluators_need_a_page():
 # ---- url_match and program_html on real pages in Chromium --------------------------------------
 @pytest.fixture
 def site(tmp_path):
-    """The recorded pages, served from a temp copy on 127.0.0.1; yields the server's base URL."""
+    """The recorded sites, each served from its own root on 127.0.0.1 (its own origin), plus a
+    ``plain`` one; yields site name -> base URL."""
     root = tmp_path / "sites"
     shutil.copytree(PAGES, root)
     (root / "plain").mkdir()
     (root / "plain" / "index.html").write_text(
         "<!doctype html><title>p</title><p id='a'>Fish &amp; Chips</p><p hidden>tucked away</p>"
         "<script>document.title = 'cookie=' + document.cookie</script>")
-    server = StaticServer(root)
-    yield server.url.rstrip("/")
-    server.close()
+    servers = {folder.name: StaticServer(folder) for folder in root.iterdir()}
+    yield {name: server.url.rstrip("/") for name, server in servers.items()}
+    for server in servers.values():
+        server.close()
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +296,7 @@ def html_target(url, locator, **required):
 @pytest.mark.browser
 def test_url_match_and_program_html_on_the_agents_page(site, browser):
     async def body(page):
-        ok = await evaluate({"eval_types": ["url_match", "program_html"], "reference_url": f"{site}/map",
+        ok = await evaluate({"eval_types": ["url_match", "program_html"], "reference_url": site["map"],
                              "program_html": [
                                  html_target("last", "document.querySelector('[name=\"route_from\"]').value",
                                              must_include=["Carnegie Mellon University", "Pittsburgh"]),
@@ -302,10 +304,10 @@ def test_url_match_and_program_html_on_the_agents_page(site, browser):
                                              exact_match="1"),
                                  html_target("last", "document.querySelector('#nothing').outerText", exact_match=""),
                              ]}, answer=None, page=page, settle_s=0)
-        bad = await evaluate({"eval_types": ["url_match"], "reference_url": f"{site}/reddit"}, answer=None, page=page)
+        bad = await evaluate({"eval_types": ["url_match"], "reference_url": site["reddit"]}, answer=None, page=page)
         return ok, bad
 
-    ok, bad = browser(f"{site}/map/directions/", body)
+    ok, bad = browser(f"{site['map']}/directions/", body)
     assert ok.reward == 1.0, ok.explain()
     assert bad.reward == 0.0 and "is not under" in bad.checks[0].detail
 
@@ -315,18 +317,20 @@ def test_program_html_opens_urls_in_the_agents_context_and_reads_html(site, brow
     async def body(page):
         result = await evaluate({"eval_types": ["program_html"], "program_html": [
             # the page's HTML, entities decoded: hidden text counts, as in WebArena's page.content()
-            html_target(f"{site}/plain/", "", must_include=["Fish & Chips", "tucked away"]),
+            html_target(f"{site['plain']}/", "", must_include=["Fish & Chips", "tucked away"]),
             # a new page of the same context carries the context's cookies
-            html_target("/plain/", "document.title", exact_match="cookie=session=s3"),
-            html_target(f"{site}/shopping_admin/catalog/product/edit/id/1481/",
+            html_target(f"{site['plain']}/", "document.title", exact_match="cookie=session=s3"),
+            # a URL relative to the agent's page
+            html_target("/directions/", "document.querySelector('[name=\"route_to\"]').value", must_include=["TD Garden"]),
+            html_target(f"{site['shopping_admin']}/catalog/product/edit/id/1481/",
                         "document.querySelector('[name=\"product[price]\"').value", exact_match="27.00"),
-            html_target(f"{site}/plain/", "document.querySelector('#a').outerText", fuzzy_match=["fish", "chips"]),
+            html_target(f"{site['plain']}/", "document.querySelector('#a').outerText", fuzzy_match=["fish", "chips"]),
         ]}, answer=None, page=page, settle_s=0)
         return result, page.url, len(page.context.pages)
 
-    result, url_after, pages = browser(f"{site}/map/", body)
+    result, url_after, pages = browser(f"{site['map']}/", body)
     assert result.reward == 1.0, result.explain()
-    assert url_after == f"{site}/map/" and pages == 1  # the agent's page untouched, opened pages closed
+    assert url_after == f"{site['map']}/" and pages == 1  # the agent's page untouched, opened pages closed
 
 
 @pytest.mark.browser
@@ -335,10 +339,10 @@ def test_program_html_failures_fail_the_check_with_a_reason(site, browser):
         return await evaluate({"eval_types": ["program_html"], "program_html": [
             html_target("last", "document.querySelector('#missing').outerText", must_include=["x"]),  # throws -> ""
             html_target("http://127.0.0.1:9/nothing-listens", "", must_include=["x"]),
-            html_target(f"{site}/plain/", "document.querySelector('#a').outerText", exact_match="Fish"),
+            html_target(f"{site['plain']}/", "document.querySelector('#a').outerText", exact_match="Fish"),
         ]}, answer=None, page=page, settle_s=0, timeout_s=5)
 
-    r = browser(f"{site}/map/", body)
+    r = browser(f"{site['map']}/", body)
     assert r.reward == 0.0 and [c.passed for c in r.checks] == [False, False, False]
     assert "could not open http://127.0.0.1:9/nothing-listens" in r.checks[1].detail
     assert "'Fish & Chips'" in r.checks[2].detail
@@ -352,12 +356,12 @@ def test_program_html_prep_actions_run_before_the_locator(site, browser):
              "prep_actions": ["document.body.dataset.flag = 'set'", "throw new Error('ignored')"]}]},
             answer=None, page=page)
 
-    assert browser(f"{site}/map/", body).reward == 1.0
+    assert browser(f"{site['map']}/", body).reward == 1.0
 
 
 @pytest.mark.browser
 def test_webarena_helpers_on_recorded_pages(site, browser):
-    sites = {"shopping": f"{site}/shopping"}
+    sites = {"shopping": site["shopping"]}
 
     async def body(page):
         post = await evaluate({"eval_types": ["program_html"], "program_html": [
@@ -369,16 +373,16 @@ def test_webarena_helpers_on_recorded_pages(site, browser):
         no_shop = await evaluate({"eval_types": ["program_html"], "program_html": [
             html_target("func:shopping_get_latest_order_url()", "", must_include=["B0738JQG6Q"])]},
             answer=None, page=page, settle_s=0)
-        await page.goto(f"{site}/gitlab/byteblaze/dotfiles/-/project_members/")
+        await page.goto(f"{site['gitlab']}/byteblaze/dotfiles/-/project_members/")
         roles = [await evaluate({"eval_types": ["program_html"], "program_html": [
             html_target("last", f"func:gitlab_get_project_memeber_role(__page__, '{who}')", **want)]}, answer=None, page=page)
             for who, want in [("vinta", {"must_include": ["Guest"]}), ("byteblaze", {"exact_match": "Owner"}),
                               ("vinta", {"must_include": ["Maintainer"]}), ("nobody", {"exact_match": ""})]]
         return post, order, no_shop, roles
 
-    post, order, no_shop, roles = browser(f"{site}/reddit/f/nyc/130001/is-car-necessary-in-nyc/", body)
+    post, order, no_shop, roles = browser(f"{site['reddit']}/f/nyc/130001/is-car-necessary-in-nyc/", body)
     assert post.reward == 1.0, post.explain()
-    assert f"{site}/reddit/f/nyc/130001/" in post.checks[0].detail
+    assert f"{site['reddit']}/f/nyc/130001/ document" in post.checks[0].detail  # the post's own URL
     assert order.reward == 1.0, order.explain()
     assert "order_id/190" in order.checks[0].detail
     assert no_shop.reward == 0.0 and "env.webarena.urls.shopping" in no_shop.checks[0].detail

@@ -40,10 +40,12 @@ sites.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import json
 import logging
 import os
+import signal
 from functools import cached_property
 from pathlib import Path
 
@@ -241,18 +243,20 @@ class WebArenaSuite(TaskSuite):
             await context.set_geolocation(raw["geolocation"])
 
     async def run_reset(self, task_id: str, sites: list[str]) -> None:
-        """Run ``env.webarena.reset_command`` (one at a time); raises RuntimeError if it fails."""
+        """Run ``env.webarena.reset_command`` (one at a time, in a process group of its own, killed whole
+        past its time limit); raises RuntimeError if it fails."""
         if self._reset_lock is None:
             self._reset_lock = asyncio.Lock()
         env = {**os.environ, "WEBRL_TASK_ID": task_id, "WEBRL_SITES": ",".join(sites),
                **{f"WEBARENA_{site.upper()}": url for site, url in self.urls.items()}}
         async with self._reset_lock:
             proc = await asyncio.create_subprocess_shell(self.wa.reset_command, env=env, stdout=asyncio.subprocess.PIPE,
-                                                         stderr=asyncio.subprocess.STDOUT)
+                                                         stderr=asyncio.subprocess.STDOUT, start_new_session=True)
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), self.wa.reset_timeout_s)
             except asyncio.TimeoutError:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # the shell and whatever it started
                 await proc.wait()
                 raise RuntimeError(f"the reset command for {task_id} ran past env.webarena.reset_timeout_s "
                                    f"({self.wa.reset_timeout_s:.0f} s) and was killed") from None
