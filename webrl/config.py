@@ -7,6 +7,7 @@ Unknown or mistyped keys are errors that name the key and the closest valid one.
 from __future__ import annotations
 
 import difflib
+from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
@@ -70,6 +71,33 @@ class MiniWoBConfig(Section):
     )
 
 
+class SandboxConfig(Section):
+    """The bundled sandbox sites (shop, admin, forum; envpool/sandbox): their generated data and their server."""
+
+    seed: int = Field(0, description="Seed of the generated site data: the same seed gives the same data, byte for byte.")
+    data_dir: str | None = Field(
+        None, description="Folder of seed-data files (word lists the data is generated from); None: envpool/sandbox/data.")
+    today: date = Field(
+        date(2024, 6, 30), description="The sites' current date: generated data lies before it, writes are stamped with it.")
+    history_days: int = Field(730, gt=30, description="Orders and posts are spread over this many days before `today`.")
+    products: int = Field(420, gt=0, description="Products in the shop.")
+    customers: int = Field(100, gt=1, description="Shop customers (customer 1 is the one signed in).")
+    orders: int = Field(700, gt=0, description="Past shop orders.")
+    forum_users: int = Field(150, gt=1, description="Forum users (user 1 is the one signed in).")
+    posts: int = Field(600, gt=0, description="Forum posts.")
+    comments: int = Field(2400, ge=0, description="Forum comments, nested under posts and each other.")
+    page_size: int = Field(15, gt=0, description="Items on one page of a listing (products, orders, posts, ...).")
+    reviews_per_page: int = Field(5, gt=0, description="Reviews on one page of a product.")
+    port_base: int = Field(
+        0, ge=0, lt=65530, description="shop, admin, forum and the control API listen on port_base+0..3; 0: free ports.")
+    max_episodes: int = Field(512, gt=0, description="Episode states alive at once; creating one more is refused.")
+    episode_ttl_s: float = Field(
+        3600.0, gt=0, description="An episode state unused this long is dropped (its pool died without discarding it).")
+    start_timeout_s: float = Field(60.0, gt=0, description="Limit on the server generating its data and opening its ports.")
+    fuzzy_judge: str | None = Field(
+        None, description="'module:callable' judging fuzzy_match answers of sandbox tasks; None: the token-overlap judge.")
+
+
 class WebArenaURLs(Section):
     """Base URLs of self-hosted WebArena sites; each replaces its placeholder in the task configs."""
 
@@ -128,6 +156,7 @@ class EnvConfig(Section):
     browser: BrowserConfig = BrowserConfig()
     observation: ObservationConfig = ObservationConfig()
     miniwob: MiniWoBConfig = MiniWoBConfig()
+    sandbox: SandboxConfig = SandboxConfig()
     webarena: WebArenaConfig = WebArenaConfig()
     max_steps: int = Field(30, gt=0, description="Paper: at most 30 steps per episode.")
     bind_host: str = Field("127.0.0.1", description="Address the local task servers listen on.")
