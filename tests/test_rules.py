@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -252,8 +253,8 @@ def site(tmp_path):
         "<script>document.title = 'cookie=' + document.cookie</script>")
     servers = {folder.name: StaticServer(folder) for folder in root.iterdir()}
     yield {name: server.url.rstrip("/") for name, server in servers.items()}
-    for server in servers.values():
-        server.close()
+    with ThreadPoolExecutor() as closing:  # each close waits out its server's poll interval
+        list(closing.map(StaticServer.close, servers.values()))
 
 
 @pytest.fixture(scope="module")

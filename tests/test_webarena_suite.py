@@ -9,6 +9,7 @@ import json
 import shutil
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -172,8 +173,8 @@ def hosted(tmp_path):
         "origins": [{"origin": urls["shopping"], "localStorage": [{"name": "mage-cache-storage", "value": "2 items"}]}],
     }))
     yield urls, login, tmp_path / "resets.log"
-    for server in servers.values():
-        server.close()
+    with ThreadPoolExecutor() as closing:  # each close waits out its server's poll interval
+        list(closing.map(StaticServer.close, servers.values()))
 
 
 RECORDED = [  # (task, answer, final page under the site, reward)
@@ -209,15 +210,17 @@ def test_webarena_lite_tasks_on_recorded_answers_and_pages(hosted):
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=find_executable(suite.cfg.browser), args=["--no-sandbox"])
+            context = await browser.new_context()
             rewards = []
             for task_no, answer, final, _ in RECORDED:
                 task = suite._task(f"webarena/{task_no}")
-                context = await browser.new_context()
+                if final is None:  # string_match reads the answer only
+                    rewards.append(await suite.judge(None, task, "e1", answer))
+                    continue
                 page = await context.new_page()
-                if final:
-                    await page.goto(urls[final[0]] + final[1])
+                await page.goto(urls[final[0]] + final[1])
                 rewards.append(await suite.judge(page, task, "e1", answer))
-                await context.close()
+                await page.close()
             await browser.close()
             return rewards
 
