@@ -76,12 +76,15 @@ def js_text(value) -> str:
 
 async def _open(context, url: str, timeout_s: float, settle_s: float):
     """A new page of ``context`` at ``url``, loaded, with the network idle (or ``settle_s`` gone)."""
-    page = await context.new_page()
+    page = None
     try:
+        page = await context.new_page()
         await page.goto(url, wait_until="load", timeout=timeout_s * 1000)
     except Exception as e:  # noqa: BLE001 - any navigation failure fails the check, with its reason
-        await page.close()
-        raise PageReadError(f"could not open {url}: {str(e).splitlines()[0]}") from None
+        if page is not None:
+            with contextlib.suppress(Exception):
+                await page.close()
+        raise PageReadError(f"could not open {url}: {str(e).splitlines()[0] if str(e) else e!r}") from None
     if settle_s > 0:
         with contextlib.suppress(Exception):
             await page.wait_for_load_state("networkidle", timeout=settle_s * 1000)
@@ -119,7 +122,10 @@ async def select(page, locator: str, prep_actions: list[str]) -> str:
     """The text ``locator`` selects on ``page`` (see the module docstring)."""
     locator = locator.strip()
     if not locator:
-        return html.unescape(await page.content())
+        try:
+            return html.unescape(await page.content())
+        except Exception as e:  # noqa: BLE001 - a closed or crashed page
+            raise PageReadError(f"could not read the HTML of {page.url}: {str(e).splitlines()[0] if str(e) else e!r}") from None
     if locator.startswith("func:"):
         call = helper_call(locator, LOCATOR_HELPERS)
         names = [a for a in call.args if a != PAGE_ARG]
