@@ -1,7 +1,9 @@
 """LearnerGroup: N learner ranks as Ray actors joined by torch.distributed (gloo on CPU, NCCL on GPU).
 
 Each rank builds the same policy (a model directory, or a config dict for a tiny test model, under the
-same seed), takes its shard of every batch, and DDP keeps the ranks identical. The actor classes are
+same seed) and takes its shard of every batch; under ddp the ranks stay identical, under fsdp2 each keeps
+its shard of every parameter. Whatever reads whole weights (publishing, checkpoints, the state getters)
+runs on every rank, since under fsdp2 it is a gather; rank 0's answer is returned. The actor classes are
 thin shells over :class:`learner.learner.Learner`.
 """
 
@@ -15,6 +17,7 @@ import torch.distributed as dist
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.learner import Batch, Learner
 from learner.lora import merged
+from learner.parallel import full_state_dict
 from webrl.config import LearnerConfig
 
 
@@ -29,8 +32,9 @@ def build_policy(spec: str | dict, seed: int = 0):
 
 
 def policy_weights(policy: torch.nn.Module) -> dict:
-    """The policy's parameters by Hugging Face name, detached on the CPU: what rollout engines load."""
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in merged(policy).state_dict().items()}
+    """The policy's whole weights by Hugging Face name on the CPU (adapters merged; on rank 0, gathered if
+    sharded): what rollout engines load."""
+    return full_state_dict(merged(policy))
 
 
 class LearnerRank:
@@ -41,7 +45,10 @@ class LearnerRank:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend, init_method=f"tcp://{address}", rank=rank, world_size=world)
         torch.manual_seed(seed)
-        self.learner = Learner(build_policy(policy, seed), cfg, micro_batch=micro_batch)
+        model = build_policy(policy, seed)
+        if torch.cuda.is_available():  # Ray gives each rank its own GPU: cuda:0 here
+            model = model.to("cuda")
+        self.learner = Learner(model, cfg, micro_batch=micro_batch)
 
     def actor_step(self, batch: Batch) -> dict:
         return self.learner.actor_step(batch.shard(self.rank, self.world))
@@ -52,31 +59,39 @@ class LearnerRank:
     def sft_step(self, batch: Batch) -> dict:
         return self.learner.sft_step(batch.shard(self.rank, self.world))
 
-    def policy_state(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.learner.policy.state_dict().items()}
+    def new_phase(self) -> None:
+        self.learner.new_phase()
 
-    def publish_weights(self) -> tuple[int, list]:
-        """Put the policy's weights in Ray's object store once; returns (version, [ObjectRef]) (the ref
-        in a list so that Ray hands it on instead of resolving it)."""
+    def policy_state(self) -> dict:
+        """The policy's whole weights on rank 0 ({} on the others)."""
+        return self.learner.full_policy_state()
+
+    def critic_state(self) -> dict:
+        return full_state_dict(self.learner.critic)
+
+    def local_policy_state(self) -> dict:
+        """This rank's own tensors (under fsdp2: its shards), to check what each rank holds."""
+        return {k: getattr(v, "_local_tensor", v).detach().cpu().clone() for k, v in self.learner.policy.state_dict().items()}
+
+    def publish_weights(self) -> tuple[int, list] | None:
+        """Rank 0 puts the policy's whole weights in Ray's object store once; returns (version,
+        [ObjectRef]) (the ref in a list so that Ray hands it on instead of resolving it); None elsewhere."""
         import ray
 
-        return self.learner.version, [ray.put(policy_weights(self.learner.policy))]
+        weights = self.learner.full_policy_state()
+        return (self.learner.version, [ray.put(weights)]) if self.rank == 0 else None
 
     def save(self, folder: str, phase: int, step: int, tokenizer_dir: str | None = None) -> str | None:
-        if self.rank != 0:
-            return None
         tokenizer = None
-        if tokenizer_dir:
+        if tokenizer_dir and self.rank == 0:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        return str(save_checkpoint(folder, self.learner, tokenizer=tokenizer, phase=phase, step=step))
+        written = save_checkpoint(folder, self.learner, tokenizer=tokenizer, phase=phase, step=step)
+        return str(written) if written else None
 
     def load(self, folder: str) -> dict:
         return load_checkpoint(folder, self.learner)
-
-    def critic_state(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.learner.critic.state_dict().items()}
 
 
 def _free_port(host: str) -> int:
@@ -109,30 +124,39 @@ class LearnerGroup:
     def sft_step(self, batch: Batch) -> dict:
         return self._all("sft_step", batch)[0]
 
+    def new_phase(self) -> None:
+        """π_ref ← π on every rank (the next phase's KL constraint is against the policy now)."""
+        self._all("new_phase")
+
     def publish(self, fleet=None) -> tuple[int, object, float]:
         """Publish the current policy: one copy into the object store from rank 0, then (with a fleet)
         every rollout engine loads it. Returns (version, ObjectRef, seconds until all engines hold it)."""
         import time
 
         t0 = time.perf_counter()
-        version, (ref,) = self._ray.get(self.ranks[0].publish_weights.remote())
+        version, (ref,) = self._all("publish_weights")[0]
         if fleet is not None:
             fleet.publish(ref, version)
         return version, ref, time.perf_counter() - t0
 
     def save(self, folder: str, *, phase: int = 0, step: int = 0, tokenizer_dir: str | None = None) -> str:
-        """A checkpoint (learner/checkpoint.py) written by rank 0; the ranks are identical."""
+        """A checkpoint (learner/checkpoint.py): every rank takes part (fsdp2 gathers), rank 0 writes."""
         return self._all("save", folder, phase, step, tokenizer_dir)[0]
 
     def load(self, folder: str) -> dict:
         """Restore every rank from a checkpoint (build the group on ``<folder>/policy`` first)."""
         return self._all("load", folder)[0]
 
-    def policy_state(self, rank: int = 0) -> dict:
-        return self._ray.get(self.ranks[rank].policy_state.remote())
+    def policy_state(self) -> dict:
+        """The policy's whole weights (gathered to rank 0 under fsdp2)."""
+        return self._all("policy_state")[0]
 
-    def critic_state(self, rank: int = 0) -> dict:
-        return self._ray.get(self.ranks[rank].critic_state.remote())
+    def critic_state(self) -> dict:
+        return self._all("critic_state")[0]
+
+    def local_policy_state(self, rank: int) -> dict:
+        """What rank ``rank`` holds of the policy (its shards under fsdp2)."""
+        return self._ray.get(self.ranks[rank].local_policy_state.remote())
 
     def shutdown(self) -> None:
         for r in self.ranks:

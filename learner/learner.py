@@ -1,7 +1,8 @@
 """One learner rank: the policy, its frozen reference (the previous phase's policy) and the critic,
 trained by WebRL's losses with gradient accumulation to the global batch. With ``world_size > 1`` the
-modules are wrapped in DDP (gloo on CPU, NCCL on GPU) and every loss is normalised by the global count
-of samples that count, so N ranks take exactly the step one rank would take on the whole batch.
+modules run under ``learner.strategy`` (learner/parallel.py: DDP, or FSDP2 sharding; gloo on CPU, NCCL
+on GPU) and every loss is normalised by the global count of samples that count, so N ranks take exactly
+the step one rank would take on the whole batch.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from learner.critic import Critic
-from learner.lora import merged, with_lora
-from webrl.hardware import cpu_has_bf16
 from learner.logprobs import action_logprob_sums, action_logprobs
+from learner.lora import merged, with_lora
 from learner.losses import paper_actor_terms, reference_actor_terms
+from learner.parallel import copy_parameters, distribute, full_state_dict, full_value, gradient_sync, release
 from webrl.config import LearnerConfig
+from webrl.hardware import cpu_has_bf16
 
 
 def autocast_dtype(precision: str):
@@ -63,9 +65,14 @@ class Batch:
     def micro(self, size: int) -> list["Batch"]:
         return [self._select(slice(i, i + size)) for i in range(0, len(self), size)]
 
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
+                        for f in fields(self)})
+
 
 class _ActionLogProb(nn.Module):
-    """Makes the action log-prob computation a module's forward, so DDP can synchronise its gradients."""
+    """Makes the action log-prob computation a module's forward, so that DDP synchronises its gradients
+    and FSDP2 gathers the weights it reads (the decoder and the LM head are called directly)."""
 
     def __init__(self, policy: nn.Module):
         super().__init__()
@@ -81,16 +88,20 @@ class Learner:
     def __init__(self, policy: nn.Module, cfg: LearnerConfig, *, micro_batch: int = 4, critic: Critic | None = None):
         self.cfg, self.micro_batch = cfg, micro_batch
         self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.device = next(policy.parameters()).device
         self.reference = self._frozen_copy(policy)
         self.critic = (critic or Critic.from_causal_lm(policy)).train()
         self.policy = with_lora(policy, cfg.lora).train()
         self.autocast_dtype = autocast_dtype(cfg.precision)
-        self.actor = self._wrap(_ActionLogProb(self.policy))
-        self.critic_module = self._wrap(self.critic)
+        # FSDP2 shards these in place: self.policy, self.reference and self.critic then hold DTensor shards
+        bf16 = self.autocast_dtype == torch.bfloat16
+        self.actor = distribute(_ActionLogProb(self.policy), cfg.strategy, bf16=bf16)
+        self.reference_logp = distribute(_ActionLogProb(self.reference), cfg.strategy, trainable=False, bf16=bf16)
+        self.critic_module = distribute(self.critic, cfg.strategy, bf16=bf16)
         self._optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.SGD
         self.actor_opt = self._optimizer(self._trainable(), lr=cfg.lr)
         self.critic_opt = self._optimizer(self.critic.parameters(), lr=cfg.lr)
-        self._sft_opt = None  # made on the first supervised step, with learner.sft_lr
+        self._sft_opt = None  # made on the first supervised step (or a resume), with learner.sft_lr
         self.version = 0  # bumped by every actor update; rollout engines load weights by it
 
     @staticmethod
@@ -100,52 +111,70 @@ class Learner:
     def _trainable(self) -> list[nn.Parameter]:
         return [p for p in self.policy.parameters() if p.requires_grad]
 
+    @property
+    def sft_opt(self) -> torch.optim.Optimizer:
+        """The supervised warm start's optimizer (``learner.sft_lr``), made when first needed."""
+        if self._sft_opt is None:
+            self._sft_opt = self._optimizer(self._trainable(), lr=self.cfg.sft_lr)
+        return self._sft_opt
+
+    def optimizers(self) -> dict[str, tuple[nn.Module, torch.optim.Optimizer]]:
+        """Each optimizer made so far by name, with the module whose parameters it steps."""
+        out = {"actor": (self.policy, self.actor_opt), "critic": (self.critic, self.critic_opt)}
+        if self._sft_opt is not None:
+            out["sft"] = (self.policy, self._sft_opt)
+        return out
+
     def _autocast(self):
+        # also under FSDP2's bf16 MixedPrecisionPolicy: it keeps the fp32 islands (read-outs, logits) working
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        device = "cuda" if next(self.policy.parameters()).is_cuda else "cpu"
-        return torch.autocast(device, dtype=self.autocast_dtype)
-
-    def _wrap(self, module: nn.Module) -> nn.Module:
-        if self.world == 1:
-            return module
-        return nn.parallel.DistributedDataParallel(module)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def new_phase(self) -> None:
         """π_ref ← π: each phase's KL constraint is against the policy the previous phase ended with
-        (adapters merged: the reference is a plain frozen model)."""
-        self.reference = self._frozen_copy(self.policy)
+        (adapters merged: the reference is a plain frozen model; sharded, each rank copies its shard)."""
+        copy_parameters(merged(self.policy), self.reference)
+
+    def full_policy_state(self) -> dict[str, Tensor]:
+        """The policy's whole weights by Hugging Face name (adapters merged), on the CPU of rank 0 only
+        (``{}`` elsewhere): what rollout engines load and checkpoints hold. A collective under fsdp2."""
+        return full_state_dict(merged(self.policy))
 
     def _global_sum(self, value: float) -> float:
         if self.world == 1:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return t.item()
 
     def _step(self, batch: Batch, module: nn.Module, optimizer, params, count_of, loss_sum_of, what: str) -> dict:
-        """Accumulate ``loss_sum_of(mb) / global count_of`` over micro-batches, then clip and step once."""
+        """Accumulate ``loss_sum_of(mb) / global count_of`` over micro-batches, then clip and step once.
+        A non-finite loss on any rank skips the step on every rank; the ranks still run every micro-batch,
+        so that their collectives stay in step (and FSDP2's accumulated gradients are flushed, then dropped)."""
         if len(batch) == 0:
             raise ValueError(f"empty batch: no {what} update to make")
-        micro = batch.micro(self.micro_batch)
+        micro = batch.to(self.device).micro(self.micro_batch)
         counted = self._global_sum(float(sum(count_of(mb) for mb in micro)))
         if counted == 0:
             return {"skipped": f"no sample in the batch counts for the {what} loss", "version": self.version}
-        total = 0.0
+        total, bad = 0.0, None
         for i, mb in enumerate(micro):
-            sync = i == len(micro) - 1 or self.world == 1
-            with contextlib.nullcontext() if sync else module.no_sync(), self._autocast():
-                loss = loss_sum_of(mb).float() * (self.world / counted)  # DDP averages over ranks: undo it
+            with gradient_sync(module, sync=i == len(micro) - 1), self._autocast():
+                loss = loss_sum_of(mb).float() * (self.world / counted)  # DDP and FSDP2 average over ranks: undo it
                 if not torch.isfinite(loss):
-                    optimizer.zero_grad(set_to_none=True)
-                    raise NonFiniteLoss(f"the {what} loss is {loss.item()} on micro-batch {i}; the update was skipped "
-                                        "(check the batch for empty actions or extreme log-probs)")
+                    bad = bad or f"the {what} loss is {loss.item()} on micro-batch {i}"
+                    loss = loss.nan_to_num(0.0, 0.0, 0.0) * 0.0  # a backward all the same: the ranks stay in step
                 loss.backward()
                 total += loss.item() / self.world
+        if self._global_sum(float(bad is not None)):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(f"{bad or f'a {what} loss on another rank is not finite'}; the update was skipped "
+                                "(check the batch for empty actions or extreme log-probs)")
         grad_norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return {f"{what}_loss": self._global_sum(total), "grad_norm": float(grad_norm), "samples": counted}
+        return {f"{what}_loss": self._global_sum(total), "grad_norm": float(full_value(grad_norm)), "samples": counted}
 
     def _policy_step(self, batch: Batch, optimizer, count_of, loss_sum_of, what: str) -> dict:
         """A step on the policy's trainable parameters; a step taken is a new weights version."""
@@ -164,7 +193,8 @@ class Learner:
         def loss_sum_of(mb: Batch):
             logp = self.actor(mb.input_ids, mb.attention_mask, mb.action_mask)
             with torch.no_grad():
-                ref = action_logprobs(self.reference, mb.input_ids, mb.attention_mask, mb.action_mask)
+                ref = self.reference_logp(mb.input_ids, mb.attention_mask, mb.action_mask)
+            release(self.reference_logp)
             if self.cfg.actor_loss == "paper":
                 return paper_actor_terms(logp, ref, mb.advantage, self.cfg.beta).sum()
             terms, keep = reference_actor_terms(logp, ref, mb.advantage, confident_beta=self.cfg.reference_confident_beta,
@@ -176,16 +206,13 @@ class Learner:
     def sft_step(self, batch: Batch) -> dict:
         """One supervised step (the warm start before WebRL): mean negative log-likelihood of every
         action token in the global batch, with its own optimizer at ``learner.sft_lr``."""
-        if self._sft_opt is None:
-            self._sft_opt = self._optimizer(self._trainable(), lr=self.cfg.sft_lr)
-
         def count_of(mb: Batch) -> int:
             return int(mb.action_mask[:, 1:].sum())
 
         def loss_sum_of(mb: Batch):
             return -self.actor(mb.input_ids, mb.attention_mask, mb.action_mask, mean=False).sum()
 
-        return self._policy_step(batch, self._sft_opt, count_of, loss_sum_of, "sft")
+        return self._policy_step(batch, self.sft_opt, count_of, loss_sum_of, "sft")
 
     def critic_step(self, batch: Batch) -> dict:
         """One critic update: cross-entropy of both heads against each sample's trajectory outcome."""

@@ -97,8 +97,8 @@ def test_two_gloo_ranks_match_one_rank():
             c = group.critic_step(_batch())
             results[n] = (a, c, group.policy_state(), group.critic_state())
             if n == 2:  # the ranks agree with each other too
-                other = group.policy_state(rank=1)
-                assert all(torch.allclose(results[2][2][k], other[k], atol=1e-6) for k in other)
+                mine, other = group.local_policy_state(0), group.local_policy_state(1)
+                assert all(torch.allclose(mine[k], other[k], atol=1e-6) for k in other)
             group.shutdown()
         (a1, c1, p1, k1), (a2, c2, p2, k2) = results[1], results[2]
         assert a1["actor_loss"] == pytest.approx(a2["actor_loss"], rel=1e-4)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator, field_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PRESET = "local"
@@ -156,8 +156,8 @@ class EnvConfig(Section):
     browser: BrowserConfig = BrowserConfig()
     observation: ObservationConfig = ObservationConfig()
     miniwob: MiniWoBConfig = MiniWoBConfig()
-    sandbox: SandboxConfig = SandboxConfig()
     webarena: WebArenaConfig = WebArenaConfig()
+    sandbox: SandboxConfig = SandboxConfig()
     max_steps: int = Field(30, gt=0, description="Paper: at most 30 steps per episode.")
     bind_host: str = Field("127.0.0.1", description="Address the local task servers listen on.")
 
@@ -199,7 +199,21 @@ class LearnerConfig(Section):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast for forward passes (weights and optimizer stay fp32); auto: bf16 on GPUs "
         "and CPUs with native bf16, else fp32.")
+    strategy: Literal["ddp", "fsdp2"] = Field(
+        "ddp", description="How the learner ranks share the work (with more than one rank): ddp: every rank holds "
+        "the whole policy, critic and reference, gradients all-reduced; fsdp2: torch.distributed.fsdp.fully_shard per "
+        "decoder layer and on the root, each parameter a DTensor sharded over the ranks (the policy, the critic and "
+        "the frozen reference all sharded: memory per rank shrinks by the number of ranks), gradients reduce-scattered, "
+        "bf16 through FSDP2's MixedPrecisionPolicy. Not with lora.")
     lora: LoraConfig = LoraConfig()
+
+    @model_validator(mode="after")
+    def _lora_is_ddp_only(self) -> "LearnerConfig":
+        if self.strategy == "fsdp2" and self.lora.enabled:
+            raise ValueError("learner.lora.enabled=true does not combine with learner.strategy=fsdp2: LoRA trains "
+                             "adapters only, and its merged weights are built by peft on a whole model; set "
+                             "learner.strategy=ddp (the frozen base is replicated, the adapters are small) or turn LoRA off")
+        return self
 
 
 class VLLMConfig(Section):
