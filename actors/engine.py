@@ -77,7 +77,8 @@ class Engine:
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.version = 0
-        self.stats = {"requests": 0, "prompt_tokens": 0, "generated_tokens": 0, "generate_s": 0.0, "weight_loads": 0}
+        self.stats = {"requests": 0, "prompt_tokens": 0, "generated_tokens": 0, "generate_s": 0.0, "weight_loads": 0,
+                      "steps": 0, "batched": 0}  # engine steps, and the requests in flight summed over them
         self._ids = itertools.count()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: dict[str, _Request] = {}
@@ -124,9 +125,11 @@ class Engine:
             self._shutdown()
 
     def info(self) -> dict:
-        gen_s = self.stats["generate_s"]
-        return {"engine": self.name, "version": self.version, "inflight": len(self._inflight), **self.stats,
-                "tokens_per_s": self.stats["generated_tokens"] / gen_s if gen_s else None}
+        st = self.stats
+        return {"engine": self.name, "version": self.version, "inflight": len(self._inflight), **st,
+                "tokens_per_s": st["generated_tokens"] / st["generate_s"] if st["generate_s"] else None,
+                "mean_batch": st["batched"] / st["steps"] if st["steps"] else None,
+                "step_ms": 1000 * st["generate_s"] / st["steps"] if st["steps"] else None}
 
     # ---- the generation thread ----------------------------------------------------------------
     def _loop(self) -> None:
@@ -166,6 +169,8 @@ class Engine:
             self._fail_all([self._inflight.pop(r.id) for r in reqs], EngineError(f"{self.name} refused the request: {e}"))
 
     def _generate_some(self) -> None:
+        self.stats["steps"] += 1
+        self.stats["batched"] += len(self._inflight)
         t0 = time.perf_counter()
         try:
             finished = self._advance()

@@ -114,10 +114,11 @@ def run_pipeline(cfg: WebRLConfig, buffer, model: str, tasks, episodes: int, run
         capacity = fleet.capacity()
         log(f"{run}: {cfg.rollout.workers} worker(s) ready in {startup:.0f} s; {len(specs)} episodes, "
             f"{min(capacity, len(specs))} at once")
+        before = fleet.info()
         cpu0, t0 = cpu_snapshot(), time.perf_counter()
         summaries = fleet.run(specs)
         wall, cpu = time.perf_counter() - t0, cpu_delta(cpu0, cpu_snapshot())
-        workers = fleet.info()
+        engine = engine_delta(before, fleet.info())
     finally:
         fleet.shutdown()
     ids = {s.id for s in summaries}
@@ -131,9 +132,19 @@ def run_pipeline(cfg: WebRLConfig, buffer, model: str, tasks, episodes: int, run
         "generated_tokens": sum(len(s.action_token_ids) for s in all_steps),
         "mean_generate_s": sum(s.generate_s for s in all_steps) / max(len(all_steps), 1),
         "mean_env_s": sum(s.env_s for s in all_steps) / max(len(all_steps), 1),
-        "engine_tokens_per_s": [w.get("tokens_per_s") for w in workers],
+        "engine": engine,
         "reruns": sum(t.attempt > 1 for t in trajs), "cpu_s": cpu,
     }
+
+
+def engine_delta(before: list[dict], after: list[dict]) -> dict:
+    """What the workers' engines did between two ``fleet.info()`` snapshots: steps, the mean batch
+    (requests in flight per step), ms per step and generated tokens per second of stepping."""
+    keys = ("steps", "batched", "generate_s", "generated_tokens")
+    d = {k: sum(a.get(k, 0) for a in after) - sum(b.get(k, 0) for b in before) for k in keys}
+    return {"steps": d["steps"], "mean_batch": d["batched"] / d["steps"] if d["steps"] else None,
+            "step_ms": 1000 * d["generate_s"] / d["steps"] if d["steps"] else None,
+            "tokens_per_s": d["generated_tokens"] / d["generate_s"] if d["generate_s"] else None}
 
 
 # ---- (b) the bare browser -----------------------------------------------------------------------
@@ -276,10 +287,11 @@ def part_vllm(job: dict) -> dict:
     def start(e: int, k: int) -> None:
         engine.add_request(f"{e}-{k}", {"prompt_token_ids": episodes[e][k]}, params(episodes[e][k]))
 
-    t0 = time.perf_counter()
+    t0, steps, batched = time.perf_counter(), 0, 0
     for _ in range(min(c, len(queue))):
         start(queue.pop(), 0)
     while engine.has_unfinished_requests():
+        steps, batched = steps + 1, batched + engine.get_num_unfinished_requests()
         for out in engine.step():
             if out.finished:
                 e, k = map(int, out.request_id.split("-"))
@@ -289,7 +301,8 @@ def part_vllm(job: dict) -> dict:
                     start(queue.pop(), 0)
     episodic_wall = time.perf_counter() - t0
     return {"wall_s": wall, "token_ids": [list(o.outputs[0].token_ids) for o in outs],
-            "episodic_wall_s": episodic_wall, "torch_threads": torch.get_num_threads()}
+            "episodic_wall_s": episodic_wall, "torch_threads": torch.get_num_threads(),
+            "episodic_engine": {"steps": steps, "mean_batch": batched / steps, "step_ms": 1000 * episodic_wall / steps}}
 
 
 def part_engine(job: dict) -> dict:
@@ -458,7 +471,10 @@ def run(args) -> dict:
         # cores the rollout workers (their engines) and the whole machine kept busy during it
         "pipeline_worker_cores": _finite(main_run["cpu_s"].get("rollout_workers", 0.0) / main_run["wall_s"]),
         "pipeline_machine_cores": _finite(main_run["cpu_s"]["machine_busy"] / main_run["wall_s"]),
-        "pipeline_engine_tokens_per_s": [_finite(x) for x in main_run["engine_tokens_per_s"] if x],
+        # the engines' own view of the timed run against bare vLLM fed episode by episode: fewer requests
+        # per step means the episodes kept too few prompts in flight; slower steps mean contention
+        "pipeline_engine": {k: _finite(v) if isinstance(v, float) else v for k, v in main_run["engine"].items()},
+        "vllm_episodic_engine": {k: _finite(v) if isinstance(v, float) else v for k, v in bare["episodic_engine"].items()},
         "vllm_baseline": "vllm.LLM.generate on the pipeline's prompts, same sampling and engine args, "
                          f"max_num_seqs={concurrency} (continuous batching)",
         "vllm_steps_per_s": _finite(a), "vllm_wall_s": round(bare["wall_s"], 2), "vllm_generated_tokens": vllm_tokens,

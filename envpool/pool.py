@@ -309,6 +309,9 @@ class BrowserPool:
         except (PlaywrightError, _Interrupted) as e:
             if record.status is EpisodeStatus.running:
                 self._finish(ep, EpisodeStatus.error, f"could not open {task.start_url}: {str(e).splitlines()[0]}")
+        except Exception as e:  # noqa: BLE001 - the suite's set-up failed (a reset hook, a login): say so, free the slot
+            log.exception("episode %s of %s could not be set up", record.episode_id, task.id)
+            self._finish(ep, EpisodeStatus.error, f"could not set up {task.id}: {type(e).__name__}: {e}")
         return record.model_copy(deep=True)
 
     async def _open(self, ep: _Episode, seed: int | None) -> None:

@@ -266,6 +266,35 @@ def test_reset_waits_for_a_free_context_then_says_what_to_do(cfg):
     assert run(main()).status is EpisodeStatus.running
 
 
+def test_a_failing_suite_set_up_ends_the_episode_with_its_reason_and_frees_the_context(cfg, monkeypatch):
+    """A suite's ``prepare`` (a reset hook, a login) that raises ends that episode as an error saying
+    why; the context is free at once for the next episode."""
+    from envpool.suites.miniwob import MiniWoBSuite
+
+    cfg.env.browser.contexts = 1
+    cfg.env.browser.episode_timeout_s = 5
+    calls = []
+
+    async def prepare(self, context, task, episode_id):
+        calls.append(episode_id)
+        if len(calls) == 1:
+            raise RuntimeError("the reset hook exited with status 3")
+
+    monkeypatch.setattr(MiniWoBSuite, "prepare", prepare)
+
+    async def main():
+        async with BrowserPool(cfg.env) as pool:
+            failed = await pool.reset("miniwob/click-test", 0)
+            t0 = time.perf_counter()
+            ok = await pool.reset("miniwob/click-test", 1)  # would wait 5 s, then fail, if the slot were held
+            return failed, ok, time.perf_counter() - t0
+
+    failed, ok, waited = run(main())
+    assert failed.status is EpisodeStatus.error
+    assert "could not set up miniwob/click-test" in failed.reason and "status 3" in failed.reason
+    assert ok.status is EpisodeStatus.running and waited < 4
+
+
 def test_episode_time_limit(cfg):
     cfg.env.browser.episode_timeout_s = 3
 
