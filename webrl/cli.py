@@ -17,6 +17,7 @@ console = Console()
 
 EPILOG = """examples:
   webrl env list                                   every task of every suite
+  webrl sites serve --port-base 8000               browse the bundled sandbox sites (shop, admin, forum)
   webrl env show miniwob/click-button --seed 3     the page exactly as the agent sees it
   webrl env show file:///path/to/page.html         any page, to debug an observation
   webrl env play miniwob/login-user --seed 3 --action 'do(action="Type", argument="kate", element="0")'
@@ -110,6 +111,13 @@ def cmd_env_demo(cfg: WebRLConfig, args) -> int:
                     pools=args.pools, report=args.report, save=args.save)
 
 
+# ---- sites ------------------------------------------------------------------------------------
+def cmd_sites_serve(cfg: WebRLConfig, args) -> int:
+    from envpool.sandbox.serve import serve
+
+    return serve(cfg.env, port_base=args.port_base)
+
+
 # ---- eval / show-trajectory --------------------------------------------------------------------
 def cmd_eval(cfg: WebRLConfig, args) -> int:
     from envpool.suites import Suites
@@ -184,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="DIR", help="write every episode record to DIR/demos.jsonl (demonstrations for webrl sft)")
     _config_args(p)
     p.set_defaults(func=cmd_env_demo)
+
+    sites = sub.add_parser("sites", help="the bundled sandbox sites (shop, admin, forum)")
+    sites_sub = sites.add_subparsers(dest="sites_command", metavar="SITES_COMMAND", required=True)
+    p = sites_sub.add_parser("serve", help="serve the sandbox sites on 127.0.0.1 and print their URLs, until Ctrl-C",
+                             description="Serve the shop, its admin and the forum (one port each) for browsing by hand; "
+                             "requests without an episode share one state, kept until the server stops.")
+    p.add_argument("--port-base", type=int, default=None, metavar="N",
+                   help="listen on N (shop), N+1 (admin), N+2 (forum), N+3 (control API); default: env.sandbox.port_base "
+                   "(0: free ports)")
+    _config_args(p)
+    p.set_defaults(func=cmd_sites_serve)
 
     p = sub.add_parser("eval", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                        help="measure a model on a suite: success per task, a JSON report, saved trajectories",

@@ -17,6 +17,8 @@ SORTS = {
     "newest": ("Newest", "p.created_at DESC"),
 }
 
+SEARCH_SORTS = {"relevance": ("Relevance", None), **SORTS}
+
 PRODUCT_COLUMNS = """p.*, c.name AS category_name, c.slug AS category_slug, c.path AS category_path,
     (SELECT ROUND(AVG(rating), 1) FROM reviews r WHERE r.product_id = p.id AND r.status = 'approved') AS rating,
     (SELECT COUNT(*) FROM reviews r WHERE r.product_id = p.id AND r.status = 'approved') AS review_count"""
@@ -51,8 +53,12 @@ def category_trail(page: Page, path: str):
                            (path, path)).fetchall()
 
 
-def product_listing(page: Page, where: str, params: tuple, sort: str):
-    order = SORTS.get(sort, SORTS["name"])[1]
+def product_listing(page: Page, where: str, params: tuple, sort: str, relevance: tuple[str, tuple] | None = None):
+    """A page of enabled products matching ``where``; ``relevance`` = (ORDER BY expression, its params)."""
+    if sort == "relevance" and relevance:
+        order, params = f"{relevance[0]} DESC, p.name ASC", params + relevance[1]
+    else:
+        order = SORTS.get(sort, SORTS["name"])[1]
     return page.paginate(f"SELECT {PRODUCT_COLUMNS} FROM products p JOIN categories c ON c.id = p.category_id "
                          f"WHERE p.status = 'enabled' AND ({where}) ORDER BY {order}, p.id", params)
 
@@ -86,14 +92,17 @@ def build(store: StateStore, cfg: SandboxConfig, urls: dict[str, str]) -> Shop:
 
     @site.route("/search")
     async def search(page: Page):
-        q, sort = page.arg("q"), page.arg("sort", "name")
+        q, sort = page.arg("q"), page.arg("sort", "relevance")
         words = q.split()[:8]
         where = " AND ".join(["(p.name LIKE ? OR p.brand LIKE ? OR p.sku LIKE ? OR c.path LIKE ?)"] * len(words)) or "0"
         params = tuple(f"%{w}%" for w in words for _ in range(4))
-        items = product_listing(page, where, params, sort)
+        # relevance: the whole query in the name counts most, then each word found in the name
+        score = " + ".join(["10 * (p.name LIKE ?)"] + ["(p.name LIKE ?)"] * len(words))
+        relevance = (f"({score})", (f"%{q}%", *(f"%{w}%" for w in words)))
+        items = product_listing(page, where, params, sort, relevance)
         heading = f"Search results for '{q}'" if q else "Search"
         return page.render("listing.html", title=heading, heading=heading, category=None, crumbs=[], children=[],
-                           pager=items, sort=sort, sorts=SORTS, query=q)
+                           pager=items, sort=sort, sorts=SEARCH_SORTS, query=q)
 
     @site.route("/product/{sku}")
     async def product(page: Page):

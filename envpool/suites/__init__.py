@@ -7,11 +7,12 @@ import difflib
 from envpool.suites.adhoc import AdhocSuite, is_url
 from envpool.suites.base import TaskSuite
 from envpool.suites.miniwob import MiniWoBSuite
+from envpool.suites.sandbox import SandboxSuite
 from envpool.suites.webarena import WebArenaSuite
 from webrl.config import EnvConfig
 from webrl.types import Task
 
-SUITE_CLASSES: dict[str, type[TaskSuite]] = {"miniwob": MiniWoBSuite, "webarena": WebArenaSuite}
+SUITE_CLASSES: dict[str, type[TaskSuite]] = {"miniwob": MiniWoBSuite, "sandbox": SandboxSuite, "webarena": WebArenaSuite}
 
 
 class UnknownTask(KeyError):
