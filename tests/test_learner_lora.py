@@ -48,3 +48,37 @@ def test_bf16_autocast_steps_keep_fp32_weights(tiny_model_dir):
     assert torch.isfinite(torch.tensor(out["sft_loss"]))
     assert all(v.dtype == torch.float32 for v in learner.policy.state_dict().values())
     assert any(not torch.equal(before[k], v) for k, v in learner.policy.state_dict().items())
+
+
+def test_a_lora_checkpoint_loads_its_adapters_back(tiny_model_dir, tmp_path):
+    import pytest
+    from peft import get_peft_model_state_dict
+
+    from learner.checkpoint import load_checkpoint
+
+    cfg = LearnerConfig(sft_lr=0.05, precision="fp32", lora=LoraConfig(enabled=True, rank=4, alpha=8, dropout=0.0))
+
+    def lora_learner(path) -> Learner:
+        return Learner(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), cfg, micro_batch=2)
+
+    a = lora_learner(tiny_model_dir)
+    vocab = a.policy.config.vocab_size
+    for _ in range(3):
+        a.sft_step(_batch(vocab))
+    folder = save_checkpoint(tmp_path / "ckpt", a, step=3)
+    b = lora_learner(tiny_model_dir)  # built on the base model the adapters were trained on
+    load_checkpoint(folder, b)
+    want, got = get_peft_model_state_dict(a.policy), get_peft_model_state_dict(b.policy)
+    assert set(want) == set(got) and all(torch.equal(want[k], got[k]) for k in want)
+    want, got = policy_weights(a.policy), policy_weights(b.policy)
+    assert all(torch.equal(want[k], got[k]) for k in want)  # the identical merged policy
+    assert b.version == 3 and b.sft_opt.state_dict()["state"][0]["step"] == 3
+    a.sft_step(_batch(vocab))
+    b.sft_step(_batch(vocab))  # and the next step is the same
+    want, got = policy_weights(a.policy), policy_weights(b.policy)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+    with pytest.raises(ValueError, match="build the learner on the base model"):
+        load_checkpoint(folder, lora_learner(folder / "policy"))  # adapters already merged in: they would count twice
+    with pytest.raises(ValueError, match="written with LoRA adapters"):
+        load_checkpoint(folder, Learner(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LearnerConfig()))

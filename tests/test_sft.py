@@ -77,3 +77,40 @@ def test_webrl_sft_teaches_the_demonstrated_actions(demo_file, tiny_model_dir, t
             assert gen.text == action and gen.finish_reason == "stop"
     finally:
         engine.close()
+
+
+def test_sft_resume_continues_the_same_run(demo_file, tiny_model_dir, tmp_path):
+    """2 epochs straight == 1 epoch, then --resume for the second: same weights, optimizer state, step."""
+    import torch
+    from safetensors.torch import load_file
+
+    from webrl.cli import main
+
+    common = ["--data", str(demo_file), "--model", str(tiny_model_dir), "--include-failures", "--config", "tiny",
+              "--set", "learner.sft_lr=0.003", "--set", "learner.sft_batch_size=1"]  # 4 steps an epoch
+    assert main(["sft", *common, "--out", str(tmp_path / "straight"), "--epochs", "2"]) == 0
+    assert main(["sft", *common, "--out", str(tmp_path / "first"), "--epochs", "1"]) == 0
+    assert json.loads((tmp_path / "first" / "manifest.json").read_text())["step"] == 4
+    assert main(["sft", *common, "--resume", str(tmp_path / "first"), "--out", str(tmp_path / "resumed"),
+                 "--epochs", "2"]) == 0
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for name in ("manifest.json",):
+        a, b = json.loads((straight / name).read_text()), json.loads((resumed / name).read_text())
+        assert a["step"] == b["step"] == 8 and a["version"] == b["version"] == 8
+    want, got = load_file(straight / "policy" / "model.safetensors"), load_file(resumed / "policy" / "model.safetensors")
+    assert set(want) == set(got) and all(torch.allclose(want[k], got[k], atol=1e-6) for k in want)
+    want, got = (torch.load(f / "optimizer.pt", weights_only=True)["sft"] for f in (straight, resumed))
+    assert want["param_groups"] == got["param_groups"]
+    for name, state in want["state"].items():
+        assert int(state["step"]) == int(got["state"][name]["step"]) == 8
+        assert torch.allclose(state["exp_avg_sq"], got["state"][name]["exp_avg_sq"], atol=1e-9), name
+    # other data, other batches, or a checkpoint of another kind: refused with the reason
+    again = ["sft", "--resume", str(resumed), "--out", str(tmp_path / "again"), "--epochs", "3"]
+    with pytest.raises(ValueError, match="demonstrations differ"):
+        main([*again, *[a for a in common if a != "--include-failures"]])
+    with pytest.raises(ValueError, match="sft_batch_size=1 and seed=0, this run has 2"):
+        main([*again, *common[:-1], "learner.sft_batch_size=2"])
+    manifest = json.loads((resumed / "manifest.json").read_text())
+    (resumed / "manifest.json").write_text(json.dumps({**manifest, "kind": "phase"}))
+    with pytest.raises(ValueError, match="not a checkpoint of `webrl sft`"):
+        main([*again, *common])

@@ -140,7 +140,8 @@ def cmd_eval(cfg: WebRLConfig, args) -> int:
 def cmd_sft(cfg: WebRLConfig, args) -> int:
     from webrl.finetune import run_sft
 
-    run_sft(cfg, args.data, model=args.model, out=args.out, epochs=args.epochs, include_failures=args.include_failures)
+    run_sft(cfg, args.data, model=args.model, out=args.out, epochs=args.epochs, include_failures=args.include_failures,
+            resume=args.resume, save_every=args.save_every)
     return 0
 
 
@@ -226,10 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "records from `webrl env demo --save DIR`): each step's prompt is rendered for this model, "
                        "the target is the action text. WebRL starts from such a policy.")
     p.add_argument("--data", nargs="+", required=True, metavar="PATH", help="JSONL files, or folders of them")
-    p.add_argument("--model", help="the model to start from (default: rollout.model)")
-    p.add_argument("--out", metavar="DIR", help="checkpoint folder (default: checkpoints/sft)")
-    p.add_argument("--epochs", type=int, help="passes over the data (default: learner.sft_epochs)")
+    p.add_argument("--model", help="the model to start from (default: rollout.model; with LoRA also when resuming: "
+                   "the base the adapters train on)")
+    p.add_argument("--out", metavar="DIR", help="checkpoint folder (default: the --resume folder, else checkpoints/sft)")
+    p.add_argument("--epochs", type=int, help="passes over the data in the whole run, resumed ones included "
+                   "(default: learner.sft_epochs)")
     p.add_argument("--include-failures", action="store_true", help="train on failed episodes too")
+    p.add_argument("--resume", metavar="CHECKPOINT_DIR", help="continue the run that wrote this checkpoint: policy (or "
+                   "LoRA adapters), optimizer state, RNG and step counter; the same --data is required")
+    p.add_argument("--save-every", type=int, metavar="N", help="also write the checkpoint every N steps")
     _config_args(p)
     p.set_defaults(func=cmd_sft)
 
