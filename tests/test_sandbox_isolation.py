@@ -6,6 +6,7 @@ data stops it with the file and line, and ``webrl sites serve`` serves until Ctr
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -237,3 +238,18 @@ def test_sites_serve_prints_urls_and_serves_until_ctrl_c():
     time.sleep(0.5)
     with pytest.raises(OSError):  # nothing listens there any more
         urllib.request.urlopen(f"http://127.0.0.1:{base}/", timeout=2)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_sandbox_bench_prints_one_json_line():
+    out = subprocess.run([sys.executable, "bench/sandbox.py", "--json", "--resets", "20", "--pool-resets", "3"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, out.stdout[-2000:]
+    result = json.loads(lines[0])
+    assert result["benchmark"] == "sandbox"
+    for key in ("create", "create_server", "create_load", "raw_backup", "pool_reset"):
+        assert 0 < result[f"{key}_ms_median"] <= result[f"{key}_ms_p95"], (key, result)
+    assert result["create_ms_median"] < 100 and 0 < result["reset_latency_ratio"] <= 1.5
