@@ -47,8 +47,9 @@ class _Worker:
 class RolloutFleet:
     def __init__(self, cfg: WebRLConfig, buffer=None, *, pools: list | None = None, model_path: str | None = None):
         self.cfg, self.buffer, self.model_path = cfg, buffer, model_path
-        self.pools = pools if pools is not None else [remote_pool(cfg.env, num_cpus=cfg.rollout.pool_cpus)
-                                                  for _ in range(cfg.rollout.browser_pools)]
+        nice = {"env_vars": {"RAY_worker_niceness": str(cfg.rollout.niceness)}}
+        self.pools = pools if pools is not None else [
+            remote_pool(cfg.env, num_cpus=cfg.rollout.pool_cpus, runtime_env=nice) for _ in range(cfg.rollout.browser_pools)]
         self.workers: dict[str, _Worker] = {}
         self._names = (f"w{i}" for i in itertools.count())
         self.published: tuple[int, object] | None = None  # (version, ObjectRef of the state dict)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from typing import Mapping
 
 from actors.agent import Agent, Env, RemotePool, failed_trajectory
@@ -92,7 +93,7 @@ class RolloutWorker:
 
     def info(self) -> dict:
         return {"worker_id": self.worker_id, "running": self.running, "finished": self.finished,
-                "model": self.model, **self.engine.info()}
+                "model": self.model, "niceness": os.nice(0), **self.engine.info()}
 
     def version(self) -> int:
         return self.engine.version
@@ -107,10 +108,9 @@ def remote_worker(cfg: WebRLConfig, worker_id: str, pools: list, buffer=None, *,
     reruns its episodes elsewhere meanwhile)."""
     import ray
 
-    import os
-
     r = cfg.rollout
     threads = r.engine_threads or os.cpu_count() or 1
     defaults = {"num_cpus": r.worker_cpus, "num_gpus": r.worker_gpus, "max_restarts": -1, "max_task_retries": 0,
-                "max_concurrency": 1000, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}}
+                "max_concurrency": 1000, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads),
+                                                "RAY_worker_niceness": str(r.niceness)}}}
     return ray.remote(**(defaults | options))(RolloutWorker).remote(cfg, worker_id, pools, buffer, model_path=model_path)

@@ -65,6 +65,9 @@ def test_trajectories_stream_into_the_buffer_and_garbage_fails_with_reasons(flee
     assert traj.steps and all(len(st.logprobs) == len(st.action_token_ids) > 0 for st in traj.steps)
     assert all(st.action.kind.value == "invalid" and st.observation.html for st in traj.steps)
     assert {s.worker_id for s in summaries} == {"w0", "w1"}  # both workers took episodes
+    # the engines run at rollout.niceness (0), not at Ray's worker default of 15
+    assert [w["niceness"] for w in f.info()] == [0, 0]
+    assert ray.get(f.pools[0].__ray_call__.remote(lambda self: __import__("os").nice(0))) == 0
 
 
 def test_a_killed_worker_s_episodes_rerun_elsewhere_and_are_stored_once(fleet):

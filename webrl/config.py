@@ -241,6 +241,10 @@ class RolloutConfig(Section):
     engine_threads: int = Field(0, ge=0, description="CPU threads of a worker's engine (OMP_NUM_THREADS); 0: every core "
                                 "of the machine that starts the workers (Ray would give a fractional-CPU actor 1).")
     pool_cpus: float = Field(0.5, ge=0, description="CPUs Ray reserves for one BrowserPool actor.")
+    niceness: int = Field(0, ge=-20, le=19, description=(
+        "Scheduling niceness of the workers' and pools' processes. Ray starts workers at 15 so that they yield to "
+        "its control plane; a CPU engine there loses every core it shares with the browsers (which raise their own "
+        "priority) and Ray's processes, and its threads stall one another. 15 gives Ray's default back."))
     worker_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves for one worker (a share is fine).")
     temperature: float = Field(1.0, ge=0, description="Paper: sampling temperature 1 while training.")
     eval_temperature: float = Field(0.0, ge=0, description="Paper: greedy decoding in evaluation.")
