@@ -261,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, FileNotFoundError) as e:  # unknown task ids, missing files: the message says what to do
         console.print(f"[bold red]error:[/] {e.args[0] if isinstance(e, KeyError) and e.args else e}", highlight=False)
         return 2
+    except ConfigError as e:  # a suite's own settings (site URLs, logins) checked when it is used
+        console.print(f"[bold red]config error:[/] {e}", highlight=False)
+        return 2
     except KeyboardInterrupt:
         console.print(f"interrupted after {time.time() - t0:.0f} s", style="yellow")
         return 130
