@@ -245,3 +245,12 @@ def test_env_demo_writes_a_report(tmp_path):
     assert data["episodes"] == 2
     assert sorted(t["task"] for t in data["tasks"]) == ["miniwob/click-button", "miniwob/click-test"]
     assert all(t["not_done"] == [] for t in data["tasks"])
+
+
+def test_a_suite_config_error_is_a_clear_message_and_exit_2(capsys):
+    """WebArena tasks need their sites' URLs: the CLI says which key to set, with no traceback."""
+    code = main(["env", "show", "webarena/3"])
+    err = capsys.readouterr()
+    assert code == 2
+    assert "config error" in err.out and "env.webarena.urls.map" in err.out.replace("\n", " ")
+    assert "Traceback" not in err.out + err.err
