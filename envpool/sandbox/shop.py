@@ -4,6 +4,8 @@ checkout, account with order history, wishlist and reviews. Customer 1 is signed
 
 from __future__ import annotations
 
+from urllib.parse import quote, urlsplit
+
 from envpool.sandbox.shop_rules import CANCELLABLE, SHIPPING_METHODS, US_STATES, shipping_amount
 from envpool.sandbox.states import StateStore
 from envpool.sandbox.web import NotFound, Page, Site
@@ -39,11 +41,16 @@ def signed_in(page: Page):
 
 
 def need_login(page: Page):
-    """(customer, None) when someone is signed in, else (None, a redirect to the sign-in page)."""
+    """(customer, None) when someone is signed in, else (None, a redirect to the sign-in page that
+    comes back to this page, or for a form to the page the form was on)."""
     customer = signed_in(page)
     if customer is None:
         page.notice("Please sign in first.")
-        return None, page.redirect(f"/login?next={page.request.url.path}")
+        back = page.request.url.path
+        if page.request.method != "GET":
+            referer = urlsplit(page.request.headers.get("referer", ""))
+            back = referer.path if referer.netloc == page.request.url.netloc and referer.path else "/"
+        return None, page.redirect(f"/login?next={quote(back)}")
     return customer, None
 
 
