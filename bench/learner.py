@@ -9,14 +9,19 @@ from the learner to two rollout engines, and peak memory.
 - ``weight_sync_s``: ``LearnerGroup.publish(fleet)`` with two rollout workers (vLLM): one copy into
   Ray's object store from learner rank 0, both engines load it; wall seconds until both hold it.
 - ``peak_rss_gb`` of this process (CPU) or ``peak_cuda_gb`` (GPU) over the update runs.
+- ``--strategy ddp|fsdp2`` (``learner.strategy``) runs our side as a ``LearnerGroup`` of ``--ranks``
+  Ray actors (default 2; gloo on CPU, NCCL on GPU) splitting each batch, against the same bare loop on
+  the whole batch in this process; ``rank_peak_gb`` is each rank's peak memory (FSDP2 shards it).
+  Without ``--strategy`` ours runs in this process, one rank, as before.
 
-    python bench/learner.py --json [--model DIR | --tiny] [--skip-sync]
+    python bench/learner.py --json [--model DIR | --tiny] [--skip-sync] [--strategy ddp|fsdp2 [--ranks N]]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -52,6 +57,37 @@ def _ours(model_dir: Path, cfg, batches: list[Batch]) -> float:
     for b in batches:
         learner.sft_step(b)
     return time.perf_counter() - t0
+
+
+class _Group:
+    """Our side as N learner ranks on Ray, built once (start-up is not timed); ``__call__`` times the batches."""
+
+    def __init__(self, model_dir: Path, cfg, ranks: int):
+        import ray
+
+        from learner.group import LearnerGroup
+
+        cores = os.cpu_count() or 1
+        ray.init(num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+        gpus = 1 if torch.cuda.is_available() else 0
+        self.group = LearnerGroup(ranks, str(model_dir), cfg.learner, micro_batch=cfg.learner.micro_batch,
+                                  num_cpus_per_rank=max(1, cores // ranks), num_gpus_per_rank=gpus)
+
+    def __call__(self, batches: list[Batch]) -> float:
+        self.group.sft_step(batches[0])  # warm-up (optimizer state)
+        t0 = time.perf_counter()
+        for b in batches:
+            self.group.sft_step(b)
+        return time.perf_counter() - t0
+
+    def close(self) -> list[float]:
+        """Each rank's peak memory in GB; shuts the group and Ray down."""
+        import ray
+
+        peaks = self.group.peak_memory_gb()
+        self.group.shutdown()
+        ray.shutdown()
+        return peaks
 
 
 def _bare(model_dir: Path, cfg, batches: list[Batch], lean: bool) -> float:
@@ -119,9 +155,13 @@ def main() -> int:
     ap.add_argument("--action-tokens", type=int, default=24)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-sync", action="store_true")
+    ap.add_argument("--strategy", choices=["ddp", "fsdp2"], help="run ours as a LearnerGroup of --ranks ranks with "
+                    "this learner.strategy (default: one rank in this process)")
+    ap.add_argument("--ranks", type=int, default=2, help="learner ranks with --strategy (default: 2)")
     args = ap.parse_args()
 
-    cfg = load_config("local", ["rollout.workers=2", "rollout.dtype=float32"])
+    cfg = load_config("local", ["rollout.workers=2", "rollout.dtype=float32"]
+                      + ([f"learner.strategy={args.strategy}"] if args.strategy else []))
     if args.tiny:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
         from conftest import build_tiny_model
@@ -137,14 +177,16 @@ def main() -> int:
     vocab = AutoModelForCausalLM.from_pretrained(model_dir).config.vocab_size
     batches = _batches(vocab, args.batches, args.batch, args.prompt_tokens, args.action_tokens)
     tokens = sum(int(b.attention_mask.sum()) for b in batches)
+    group = _Group(model_dir, cfg, args.ranks) if args.strategy else None
     ours, lean, hf = [], [], []
     for _ in range(args.runs):
-        ours.append(_ours(model_dir, cfg, batches))
+        ours.append(group(batches) if group else _ours(model_dir, cfg, batches))
         lean.append(_bare(model_dir, cfg, batches, lean=True))
         hf.append(_bare(model_dir, cfg, batches, lean=False))
     ours_s, lean_s, hf_s = (statistics.median(x) for x in (ours, lean, hf))
     result = {
         "bench": "learner", "model": str(model_dir), "tokens_per_run": tokens,
+        "strategy": args.strategy or "one process", "ranks": args.ranks if args.strategy else 1,
         "learner_tokens_per_s": tokens / ours_s, "bare_tokens_per_s": tokens / lean_s,
         "throughput_ratio": lean_s / ours_s,  # ours vs the same math in a plain loop: the cost of our machinery
         "hf_labels_tokens_per_s": tokens / hf_s,
@@ -153,6 +195,8 @@ def main() -> int:
     }
     if torch.cuda.is_available():
         result["peak_cuda_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    if group:
+        result["rank_peak_gb"] = group.close()
     if not args.skip_sync:
         result |= _weight_sync(model_dir, cfg)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))

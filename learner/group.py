@@ -69,6 +69,14 @@ class LearnerRank:
     def critic_state(self) -> dict:
         return full_state_dict(self.learner.critic)
 
+    def peak_memory_gb(self) -> float:
+        """This rank's peak memory: CUDA allocations on a GPU, else the process's peak RSS."""
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / 2**30
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
     def local_policy_state(self) -> dict:
         """This rank's own tensors (under fsdp2: its shards), to check what each rank holds."""
         return {k: getattr(v, "_local_tensor", v).detach().cpu().clone() for k, v in self.learner.policy.state_dict().items()}
@@ -153,6 +161,10 @@ class LearnerGroup:
 
     def critic_state(self) -> dict:
         return self._all("critic_state")[0]
+
+    def peak_memory_gb(self) -> list[float]:
+        """Each rank's peak memory in GB (CUDA allocations on GPUs, process RSS on CPUs)."""
+        return self._all("peak_memory_gb")
 
     def local_policy_state(self, rank: int) -> dict:
         """What rank ``rank`` holds of the policy (its shards under fsdp2)."""
