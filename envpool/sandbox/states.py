@@ -14,7 +14,7 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from envpool.sandbox.build import DATABASES
 
@@ -38,7 +38,7 @@ class StateError(ValueError):
 
 def hot_rank(score: int, created_at: str) -> float:
     """The forum's "hot" order: log-scaled score plus recency (12.5 hours count as a tenfold score)."""
-    seconds = datetime.fromisoformat(created_at).timestamp()
+    seconds = datetime.fromisoformat(created_at).replace(tzinfo=timezone.utc).timestamp()  # same order in any TZ
     sign = (score > 0) - (score < 0)
     return round(sign * math.log10(max(abs(score), 1)) + seconds / 45000, 7)
 
