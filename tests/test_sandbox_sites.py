@@ -19,6 +19,7 @@ from envpool.sandbox.seed_data import DATA_DIR, SeedDataError, load_seed_data
 from envpool.sandbox.states import StateError, StateStore, UnknownEpisode
 from envpool.sandbox.task_specs import TaskFileError, load_task_specs, read_task_file
 from envpool.sandbox.web import COOKIE
+from reward.rule_config import parse_eval_config
 from webrl.config import SandboxConfig
 
 CFG = SandboxConfig()
@@ -383,6 +384,9 @@ def test_task_files_load_and_broken_lines_are_named(tmp_path):
         with pytest.raises(TaskFileError) as err:
             read_task_file(path)
         assert f"task file {path}, line 3:" in str(err.value) and message in str(err.value), str(err.value)
+    path.write_text(good + "\n" + good.replace("x-0", "x-1").replace("null", '{"eval_types": ["magic"]}') + "\n")
+    with pytest.raises(TaskFileError, match=r"line 2: task sandbox/shop-x-1: .*unknown eval type 'magic'"):
+        read_task_file(path, parse_eval_config)
     (tmp_path / "t.jsonl").write_text(good + "\n")
     (tmp_path / "u.jsonl").write_text(good + "\n")
     with pytest.raises(TaskFileError, match="repeats t.jsonl:1"):
