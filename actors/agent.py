@@ -92,7 +92,8 @@ class Agent:
         final = await env.close(record.episode_id)
         status, reason = stop or (final.status, final.reason)
         traj.answer = final.answer
-        traj.outcome = Outcome(reward=final.reward, source=final.reward_source, status=status, reason=reason)
+        traj.outcome = Outcome(reward=final.reward, source=final.reward_source, status=status, reason=reason,
+                               checks=final.reward_checks)
         return self._finish(traj, t0)
 
     async def _loop(self, env: Env, record: EpisodeRecord, traj: Trajectory) -> tuple[EpisodeStatus, str] | None:

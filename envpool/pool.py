@@ -426,9 +426,10 @@ class BrowserPool:
     async def _judge(self, ep: _Episode) -> None:
         """Let the suite's rule evaluator set the final reward of an episode that is ending."""
         rec = ep.record
-        reward = await ep.suite.judge(ep.page, ep.task, rec.episode_id, rec.answer)
-        if reward is not None:
-            rec.reward, rec.reward_source = reward, OutcomeSource.rule
+        result = await ep.suite.judge(ep.page, ep.task, rec.episode_id, rec.answer)
+        if result is not None:
+            rec.reward, rec.reward_source, rec.reward_checks = result.reward, OutcomeSource.rule, result.explain()
+            log.info("%s episode %s: reward %s\n  %s", ep.task.id, rec.episode_id, result.reward, "\n  ".join(rec.reward_checks))
 
     async def close(self, episode_id: str) -> EpisodeRecord:
         """End the episode if it still runs, free its context, and return its full record."""

@@ -215,11 +215,11 @@ def test_webarena_lite_tasks_on_recorded_answers_and_pages(hosted):
             for task_no, answer, final, _ in RECORDED:
                 task = suite._task(f"webarena/{task_no}")
                 if final is None:  # string_match reads the answer only
-                    rewards.append(await suite.judge(None, task, "e1", answer))
+                    rewards.append((await suite.judge(None, task, "e1", answer)).reward)
                     continue
                 page = await context.new_page()
                 await page.goto(urls[final[0]] + final[1])
-                rewards.append(await suite.judge(page, task, "e1", answer))
+                rewards.append((await suite.judge(page, task, "e1", answer)).reward)
                 await page.close()
             await browser.close()
             return rewards
@@ -250,4 +250,5 @@ def test_a_task_end_to_end_through_the_pool(hosted):
     assert "signed in as emma, cart 2 items" in rec.first_observation.html
     assert resets.read_text() == "webarena/104\n"
     assert step.reward == 1.0 and final.reward == 1.0 and final.reward_source.value == "rule"
+    assert final.reward_checks and all("program_html" in line for line in final.reward_checks)  # why, in words
     assert final.answer == "I re-ordered it"

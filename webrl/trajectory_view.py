@@ -78,6 +78,8 @@ def print_trajectory(traj: Trajectory, console: Console, full_pages: bool = Fals
     console.print(f"{verdict}[/]  reward {o.reward:+.2f} ({o.source.value})  status {o.status.value}"
                   + (f": {o.reason}" if o.reason else "") + (f"  answer: {traj.answer!r}" if traj.answer else ""),
                   highlight=False)
+    for line in o.checks:
+        console.print(f"  [dim]{line}[/]", highlight=False)
     t = traj.timings
     if t:
         console.print(f"[dim]{len(traj.steps)} steps in {t.get('total_s', 0):.1f} s (generation {t.get('generate_s', 0):.1f} s, "

@@ -104,6 +104,7 @@ class EpisodeRecord(BaseModel):
     reward: float = 0.0
     answer: str | None = None  # exit(message=...)
     reward_source: OutcomeSource = OutcomeSource.page  # rule: the suite's evaluator judged the end state
+    reward_checks: list[str] = Field(default_factory=list)  # the evaluator's checks, a line each, with reasons
     started_at: float = Field(default_factory=time.time)
     elapsed_s: float = 0.0
 
@@ -112,6 +113,7 @@ class Outcome(BaseModel):
     reward: float = 0.0
     source: OutcomeSource = OutcomeSource.page
     p_yes: float | None = None  # the ORM's probability of success, when it judged
+    checks: list[str] = Field(default_factory=list)  # a rule evaluator's checks, a line each, with reasons
     status: EpisodeStatus = EpisodeStatus.done
     reason: str | None = None  # why the episode ended, in words
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from reward.rules import RuleResult
 from webrl.config import EnvConfig
 from webrl.types import Task
 
@@ -47,9 +48,10 @@ class TaskSuite(ABC):
         """Called on the episode's fresh browser context before its start page loads: per-episode
         site state, cookies, a login's storage state."""
 
-    async def judge(self, page, task: Task, episode_id: str, answer: str | None) -> float | None:
+    async def judge(self, page, task: Task, episode_id: str, answer: str | None) -> RuleResult | None:
         """The final reward of an episode that ended (the agent exited, hit the step limit or was
-        stopped by its caller), from the suite's rule evaluator; None: the page's own reward stands."""
+        stopped by its caller) and each check's reason, from the suite's rule evaluators
+        (``reward.rules.evaluate``); None: the page's own reward stands."""
         return None
 
     def discard(self, episode_id: str) -> None:

@@ -21,7 +21,7 @@ from envpool.sandbox.web import COOKIE
 from envpool.suites.base import TaskSuite
 from reward.judge import load_judge
 from reward.rule_config import parse_eval_config
-from reward.rules import evaluate
+from reward.rules import RuleResult, evaluate
 from webrl.types import Task
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class SandboxSuite(TaskSuite):
     def fuzzy_judge(self):
         return load_judge(self.cfg.sandbox.fuzzy_judge)
 
-    async def judge(self, page, task: Task, episode_id: str, answer: str | None) -> float | None:
+    async def judge(self, page, task: Task, episode_id: str, answer: str | None) -> RuleResult | None:
         """The episode's reward from the task's rule evaluators; None for tasks without an ``eval``."""
         if not task.evaluator:
             return None
@@ -110,10 +110,8 @@ class SandboxSuite(TaskSuite):
             except ControlError as e:
                 raise ValueError(str(e)) from None
 
-        result = await evaluate(task.evaluator, answer=answer, page=page, state=state, judge=self.fuzzy_judge,
-                                intent=task.instruction or "", task_id=task.id, sites=server.urls)
-        log.info("%s episode %s: reward %s\n  %s", task.id, episode_id, result.reward, "\n  ".join(result.explain()))
-        return result.reward
+        return await evaluate(task.evaluator, answer=answer, page=page, state=state, judge=self.fuzzy_judge,
+                              intent=task.instruction or "", task_id=task.id, sites=server.urls)
 
     def discard(self, episode_id: str) -> None:
         if self._server is None or not self._server.running:

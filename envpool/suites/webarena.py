@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
-import logging
 import os
 import signal
 from functools import cached_property
@@ -53,11 +52,10 @@ from envpool.allowlist import origin_of
 from envpool.suites.base import TaskSuite
 from reward.judge import load_judge
 from reward.rule_config import parse_eval_config
-from reward.rules import evaluate
+from reward.rules import RuleResult, evaluate
 from webrl.config import ConfigError
 from webrl.types import Task
 
-log = logging.getLogger(__name__)
 
 DISTRIBUTION = "browsergym-webarenalite"
 CONFIG_FILE = "test_webarena_lite.raw.json"
@@ -276,10 +274,8 @@ class WebArenaSuite(TaskSuite):
     def fuzzy_judge(self):
         return load_judge(self.wa.fuzzy_judge)
 
-    async def judge(self, page, task: Task, episode_id: str, answer: str | None) -> float | None:
-        """The episode's reward from the task's WebArena evaluators; each check's reason is logged."""
-        result = await evaluate(task.evaluator, answer=answer, page=page, judge=self.fuzzy_judge,
-                                intent=task.instruction or "", task_id=task.id, sites=self.urls,
-                                timeout_s=self.wa.page_timeout_s, settle_s=self.wa.settle_s)
-        log.info("%s episode %s: reward %s\n  %s", task.id, episode_id, result.reward, "\n  ".join(result.explain()))
-        return result.reward
+    async def judge(self, page, task: Task, episode_id: str, answer: str | None) -> RuleResult:
+        """The episode's reward from the task's WebArena evaluators, with each check's reason."""
+        return await evaluate(task.evaluator, answer=answer, page=page, judge=self.fuzzy_judge,
+                              intent=task.instruction or "", task_id=task.id, sites=self.urls,
+                              timeout_s=self.wa.page_timeout_s, settle_s=self.wa.settle_s)
