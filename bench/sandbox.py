@@ -31,8 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from envpool.pool import BrowserPool  # noqa: E402
 from envpool.sandbox.build import build_templates  # noqa: E402
-from envpool.sandbox.process import SandboxServer  # noqa: E402
-from envpool.sandbox.web import COOKIE  # noqa: E402
+from envpool.sandbox.process import COOKIE, SandboxServer  # noqa: E402
 from webrl.config import load_config  # noqa: E402
 
 TASK = "sandbox/shop-product-price-0"

@@ -16,9 +16,9 @@ from envpool.sandbox import admin, forum, shop
 from envpool.sandbox.build import build_templates, digest
 from envpool.sandbox.control import build_control
 from envpool.sandbox.seed_data import DATA_DIR, SeedDataError, load_seed_data
+from envpool.sandbox.process import COOKIE
 from envpool.sandbox.states import StateError, StateStore, UnknownEpisode
 from envpool.sandbox.task_specs import TaskFileError, load_task_specs, read_task_file
-from envpool.sandbox.web import COOKIE
 from reward.rule_config import parse_eval_config
 from webrl.config import SandboxConfig
 

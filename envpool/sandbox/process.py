@@ -26,11 +26,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from envpool.sandbox.server import TOKEN_ENV
 from webrl.config import SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the envpool package
 CONTROL_TIMEOUT_S = 10.0
+TOKEN_ENV = "WEBRL_SANDBOX_TOKEN"  # how the server gets its control-API token (not argv: ps shows argv)
+COOKIE = "webrl_episode"  # the cookie that tells the sites which episode's state a request works on
 
 
 class SandboxStartError(RuntimeError):

@@ -24,13 +24,13 @@ import uvicorn
 from envpool.sandbox import admin, forum, shop
 from envpool.sandbox.build import build_templates
 from envpool.sandbox.control import build_control
+from envpool.sandbox.process import TOKEN_ENV
 from envpool.sandbox.seed_data import SeedDataError, load_seed_data
 from envpool.sandbox.states import StateStore
 from webrl.config import SandboxConfig
 
 SITES = ("shop", "admin", "forum")  # in port order; the control API comes after them
 SITE_BUILDERS = {"shop": shop.build, "admin": admin.build, "forum": forum.build}
-TOKEN_ENV = "WEBRL_SANDBOX_TOKEN"
 
 
 class StartupError(RuntimeError):

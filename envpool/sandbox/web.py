@@ -21,11 +21,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from envpool.sandbox.clock import now_stamp
+from envpool.sandbox.process import COOKIE
 from envpool.sandbox.shop_rules import ORDER_STATUSES, money
 from envpool.sandbox.states import SiteState, StateStore, UnknownEpisode
 from webrl.config import SandboxConfig
 
-COOKIE = "webrl_episode"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_FORM_BYTES = 64 * 1024
 MACROS = ("pages_nav", "notice_box", "errors_box", "text_field", "select_field", "post_button")

@@ -15,9 +15,8 @@ import logging
 from functools import cached_property
 
 from envpool.allowlist import origin_of
-from envpool.sandbox.process import ControlError, SandboxServer
+from envpool.sandbox.process import COOKIE, ControlError, SandboxServer
 from envpool.sandbox.task_specs import TaskSpec, load_task_specs, substitute
-from envpool.sandbox.web import COOKIE
 from envpool.suites.base import TaskSuite
 from reward.judge import load_judge
 from reward.rule_config import parse_eval_config
