@@ -265,6 +265,65 @@ class ReplayConfig(Section):
     dir: str | None = Field(None, description="Where the replay buffer appends trajectories; default: <run_dir>/<run name>/.")
 
 
+class CurriculumConfig(Section):
+    """The self-evolving curriculum (paper §3.1, DESIGN.md §4): new tasks from the failed ones, filtered."""
+
+    enabled: bool = Field(True, description="Evolve new tasks each phase; false trains on the seed tasks only (ablation).")
+    value_low: float = Field(0.05, ge=0, le=1, description="Paper: keep a generated task only if the critic's V(s0) >= this ...")
+    value_high: float = Field(0.75, ge=0, le=1, description="... and V(s0) <= this (not trivial, not hopeless).")
+    value_heads: Literal["any", "min"] = Field(
+        "any", description="any: a task passes when either critic head's V(s0) lies in the window (paper); min: when "
+        "the critic's value (the more pessimistic head) does.")
+    cap_per_phase: int = Field(500, ge=0, description="Paper: at most this many generated tasks kept per phase.")
+    generator: Literal["engine", "openai"] = Field(
+        "engine", description="Who writes new tasks: engine (our own inference engine, actors.engine.make_engine) or "
+        "openai (any OpenAI-compatible /v1/chat/completions endpoint).")
+    model: str | None = Field(
+        None, description="engine: a model name or Hugging Face directory (None: the policy, rollout.model); "
+        "openai: the model name sent to the endpoint (required).")
+    endpoint_url: str | None = Field(
+        None, description="openai: base URL of the endpoint up to /v1, e.g. https://api.openai.com/v1 or "
+        "http://127.0.0.1:8000/v1; the request goes to <endpoint_url>/chat/completions.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="openai: name of the environment variable holding the API key (the key itself "
+        "is never read from config, logged or stored); None: send no key.")
+    request_timeout_s: float = Field(120.0, gt=0, description="openai: limit on one chat completion request.")
+    tasks_per_prompt: int = Field(10, gt=0, description="New tasks asked for in one prompt.")
+    failed_per_prompt: int = Field(5, gt=0, description="Failed tasks shown in one prompt (they become the new tasks' parents).")
+    examples_per_prompt: int = Field(3, ge=0, description="Seed tasks of the same site shown too, for their entities and style.")
+    max_prompts_per_site: int = Field(20, gt=0, description="Prompts per site and phase, at most.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature of the generator.")
+    max_new_tokens: int = Field(768, gt=0, description="Tokens one generator answer may take.")
+    failed_max_success_rate: float = Field(
+        0.0, ge=0, lt=1, description="A task counts as failed in a phase when its success rate there is <= this "
+        "(0: it was attempted and never solved).")
+    dedup_jaccard: float = Field(
+        0.8, gt=0, le=1, description="A new task whose word-set Jaccard similarity to a kept task of the same site "
+        "is >= this is a near-duplicate and rejected.")
+    min_words: int = Field(4, gt=0, description="Feasibility: instructions shorter than this many words are rejected.")
+    max_words: int = Field(60, gt=0, description="Feasibility: instructions longer than this many words are rejected.")
+    forbidden_phrases: list[str] = Field(
+        default_factory=lambda: ["http://", "https://", "www.", "google", "email", "e-mail", "phone call", "download",
+                                 "upload", "print ", "screenshot", "another website", "new tab"],
+        description="Feasibility: instructions containing any of these (case-insensitive) are rejected on every site: "
+        "things the agent cannot do in the browser sandbox.")
+    feasibility_rules: dict[str, list[str]] = Field(
+        default_factory=dict, description="Extra feasibility rules per site: site -> ['package.module:callable', ...], "
+        "each called as rule(instruction) -> None (fine) or the reason it is infeasible.")
+
+    @model_validator(mode="after")
+    def _window_and_endpoint(self) -> "CurriculumConfig":
+        if self.value_low > self.value_high:
+            raise ValueError(f"curriculum.value_low ({self.value_low}) must not exceed curriculum.value_high "
+                             f"({self.value_high}); the paper keeps 0.05 <= V(s0) <= 0.75")
+        if self.min_words > self.max_words:
+            raise ValueError(f"curriculum.min_words ({self.min_words}) must not exceed curriculum.max_words ({self.max_words})")
+        if self.generator == "openai" and not (self.endpoint_url and self.model):
+            raise ValueError("curriculum.generator=openai needs curriculum.endpoint_url (e.g. https://api.openai.com/v1) "
+                             "and curriculum.model (the model name the endpoint serves)")
+        return self
+
+
 class RayConfig(Section):
     address: str | None = Field(None, description="Ray cluster to join; None starts a local one.")
     namespace: str = "webrl"
@@ -277,6 +336,7 @@ class WebRLConfig(Section):
     learner: LearnerConfig = LearnerConfig()
     rollout: RolloutConfig = RolloutConfig()
     replay: ReplayConfig = ReplayConfig()
+    curriculum: CurriculumConfig = CurriculumConfig()
     ray: RayConfig = RayConfig()
     seed: int = 0
     run_dir: str = Field("runs", description="Runs (trajectories, reports, checkpoints) go under this folder.")
