@@ -324,6 +324,35 @@ class CurriculumConfig(Section):
         return self
 
 
+class OrmConfig(Section):
+    """The outcome reward model (reward/orm.py, DESIGN.md §1 item 2): reads the instruction, the action history
+    and the final page and answers YES or NO; reward 1 when P(YES) >= P(NO). Trained by `webrl orm train`."""
+
+    model: str | None = Field(
+        None, description="The ORM: the default model's name or a Hugging Face directory (a `webrl orm train` "
+        "checkpoint); None: rollout.model. `webrl orm train` starts from it.")
+    use: Literal["rule", "orm", "rule_else_orm"] = Field(
+        "rule_else_orm", description="Which reward a task with a rule checker (evaluator or page reward) gets: rule: "
+        "the checker's alone (an episode it could not judge keeps reward 0); orm: the ORM's (the checker's verdict is "
+        "kept in the outcome's checks); rule_else_orm: the checker's, and the ORM's for episodes the checker could not "
+        "judge. Generated tasks have no checker: the ORM judges them under every setting.")
+    lr: float = Field(5e-6, gt=0, description="Paper: AdamW learning rate of ORM training.")
+    epochs: int = Field(4, gt=0, description="Paper: passes over the labelled trajectories.")
+    batch_size: int = Field(16, gt=0, description="Trajectories per optimizer step of ORM training.")
+    micro_batch: int = Field(4, gt=0, description="Trajectories per forward pass (training and scoring; sized to memory).")
+    budget_tokens: int = Field(
+        8192, gt=0, description="Most tokens of one ORM prompt: the oldest actions are left out first, then the end "
+        "of the final page is cut.")
+    held_out_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of task ids `webrl orm train` holds out for its metrics (split by task "
+        "id: no task in both parts).")
+    class_weighting: Literal["balanced", "none"] = Field(
+        "balanced", description="balanced: each class weighs half of the loss (weights inverse to the class counts), "
+        "so a skewed label mix (mostly failures) does not teach 'always NO'; none: every trajectory weighs the same.")
+    yes_word: str = Field("YES", min_length=1, description="The answer that means success; its first token is read.")
+    no_word: str = Field("NO", min_length=1, description="The answer that means failure; its first token is read.")
+
+
 class RayConfig(Section):
     address: str | None = Field(None, description="Ray cluster to join; None starts a local one.")
     namespace: str = "webrl"
@@ -337,6 +366,7 @@ class WebRLConfig(Section):
     rollout: RolloutConfig = RolloutConfig()
     replay: ReplayConfig = ReplayConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
+    orm: OrmConfig = OrmConfig()
     ray: RayConfig = RayConfig()
     seed: int = 0
     run_dir: str = Field("runs", description="Runs (trajectories, reports, checkpoints) go under this folder.")
