@@ -26,6 +26,7 @@ EPILOG = """examples:
   webrl eval --suite miniwob --model ./checkpoints/phase-3/policy --set rollout.workers=2
   webrl show-trajectory eval-20261121-101500-ab12-0003   one episode: instruction, pages, actions, outcome
   webrl env demo --save demos/ && webrl sft --data demos/ --epochs 3   supervised warm start
+  webrl orm train --data runs/ --out checkpoints/orm && webrl orm eval --data runs/new/ --model checkpoints/orm
 """
 
 
@@ -245,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="print whole pages (default: the first 40 lines of each)")
     _config_args(p)
     p.set_defaults(func=cmd_show_trajectory)
+
+    from webrl.orm_cli import add_orm_parser
+
+    add_orm_parser(sub, _config_args)
     return parser
 
 
