@@ -112,3 +112,20 @@ def test_bf16_runs_through_fsdp2_mixed_precision(ray_session):
     assert loss2 == pytest.approx(loss1, rel=2e-2)  # bf16 compute: close, not equal
     assert all(v.dtype == torch.float32 for v in policy2.values())  # fp32 sharded weights, bf16 only in compute
     assert max((policy1[k] - policy2[k]).abs().max().item() for k in policy1) < 1e-3
+
+
+@pytest.mark.gpu
+def test_two_fsdp2_gpu_ranks_match_one_gpu(ray_session):
+    """The same on GPUs with NCCL: one GPU per rank; fp32 compared tightly, bf16 (auto on GPUs) closely."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs")
+    for precision, rel in (("fp32", 1e-5), ("auto", 2e-2)):
+        one = Learner(build_policy(TINY, seed=0).to("cuda"), _cfg(precision=precision), micro_batch=2)
+        losses1, policy1 = _train(one), one.full_policy_state()
+        two = LearnerGroup(2, TINY, _cfg(strategy="fsdp2", precision=precision), micro_batch=2, num_gpus_per_rank=1)
+        losses2, policy2 = _train(two), two.policy_state()
+        two.shutdown()
+        for key in losses1:
+            assert losses2[key] == pytest.approx(losses1[key], rel=rel), (precision, key)
+        for k in policy1:
+            assert torch.allclose(policy1[k], policy2[k], atol=1e-5 if precision == "fp32" else 1e-3), (precision, k)

@@ -197,7 +197,8 @@ class LearnerConfig(Section):
     sft_batch_size: int = Field(16, gt=0, description="Global batch of the supervised warm start (steps).")
     micro_batch: int = Field(4, gt=0, description="Samples per forward pass on one rank (sized to memory).")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="bf16 autocast for forward passes (weights and optimizer stay fp32); auto: bf16 on GPUs "
+        "auto", description="bf16 autocast for forward passes (weights and optimizer stay fp32; under fsdp2 the "
+        "weights are also gathered in bf16, gradients reduced in fp32: MixedPrecisionPolicy); auto: bf16 on GPUs "
         "and CPUs with native bf16, else fp32.")
     strategy: Literal["ddp", "fsdp2"] = Field(
         "ddp", description="How the learner ranks share the work (with more than one rank): ddp: every rank holds "
