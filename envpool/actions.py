@@ -36,7 +36,7 @@ _BY_KEY = {name.lower(): kind for name, kind in ACTION_NAMES.items()} | _ALIASES
 CANONICAL = {kind: name for name, kind in ACTION_NAMES.items()}
 
 # which keyword arguments each kind takes (besides `action`), and which of them it needs
-_SIGNATURE: dict[ActionKind, set[str]] = {
+SIGNATURE: dict[ActionKind, set[str]] = {
     ActionKind.click: {"element"},
     ActionKind.hover: {"element"},
     ActionKind.type: {"element", "argument"},
@@ -48,6 +48,8 @@ _SIGNATURE: dict[ActionKind, set[str]] = {
     ActionKind.go_back: set(),
     ActionKind.go_forward: set(),
 }
+# the escapes format_action writes inside quotes (each is also the character's escape in a regex class)
+QUOTE_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"}
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _BARE = re.compile(r"[^,)\s]+")
@@ -141,7 +143,7 @@ def _build(func: str, args: dict[str, str]) -> Action:
     kind = _BY_KEY.get(name)
     if kind is None:
         raise _ParseError(f"unknown action {name!r}; valid: {', '.join(ACTION_NAMES)}")
-    wanted = _SIGNATURE[kind]
+    wanted = SIGNATURE[kind]
     extra, missing = set(args) - wanted, wanted - set(args)
     if extra:
         raise _ParseError(f"{CANONICAL[kind]} does not take {', '.join(sorted(extra))}")
@@ -183,7 +185,7 @@ def parse_action(text: str) -> Action:
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+    return '"' + "".join(QUOTE_ESCAPES.get(c, c) for c in s) + '"'
 
 
 def format_action(action: Action) -> str:
