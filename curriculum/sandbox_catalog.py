@@ -22,7 +22,7 @@ Rule = Callable[[str], "str | None"]
 ORDER_NUMBER = re.compile(r"#?\b(\d{9})\b")
 SKU = re.compile(r"\b([A-Z]{2}-\d{4})\b")
 FORUM_NAME = re.compile(r"(?:^|[\s(\"'])/?f/([A-Za-z0-9_]+)")
-USER_NAME = re.compile(r"(?:\bu/([A-Za-z0-9_]+))|\b([A-Z][a-z]+[A-Z][a-z]+\d*)\b")
+USER_NAME = re.compile(r"(?:\bu/([A-Za-z0-9_]+))|\b([A-Z][a-z]+(?:[A-Z][a-z]+)+\d*)\b")
 CAPITALISED_WORD = re.compile(r"\s+([A-Z0-9][\w'&.-]*)")
 
 
