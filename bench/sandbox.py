@@ -34,6 +34,8 @@ from envpool.sandbox.build import build_templates  # noqa: E402
 from envpool.sandbox.process import COOKIE, SandboxServer  # noqa: E402
 from webrl.config import load_config  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ROOT / "tests" / "data" / "sandbox"  # the sandbox's example tasks (a fixed set, whatever the bundled ones are)
 TASK = "sandbox/shop-product-price-0"
 
 
@@ -92,7 +94,7 @@ def main() -> None:
     ap.add_argument("--resets", type=int, default=50, help="state resets measured per kind")
     ap.add_argument("--pool-resets", type=int, default=10, help="BrowserPool.reset calls measured")
     args = ap.parse_args()
-    cfg = load_config("local")
+    cfg = load_config("local", [f"env.sandbox.tasks_dir={TASKS}"])
     templates = build_templates(cfg.env.sandbox)
     db_kib = sum(c.execute("PRAGMA page_count").fetchone()[0] * c.execute("PRAGMA page_size").fetchone()[0]
                  for c in templates.values()) / 1024

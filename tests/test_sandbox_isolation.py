@@ -29,6 +29,13 @@ from tests.conftest import run
 from webrl.types import EpisodeStatus
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "tests" / "data" / "sandbox"  # our example tasks with oracles, whatever the bundled tasks are
+
+
+@pytest.fixture
+def cfg(cfg):
+    cfg.env.sandbox.tasks_dir = str(EXAMPLES)
+    return cfg
 CART = ("SELECT COALESCE(SUM(i.qty), 0) AS qty FROM cart_items i JOIN products p ON p.id = i.product_id "
         "WHERE i.customer_id = 1 AND p.sku = 'SO-1368'")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 import statistics
 import time
 
@@ -23,6 +24,7 @@ from reward.rule_config import parse_eval_config
 from webrl.config import SandboxConfig
 
 CFG = SandboxConfig()
+EXAMPLES = Path(__file__).resolve().parent / "data" / "sandbox"  # example tasks with oracles
 TOKEN = "test-token"
 
 
@@ -367,7 +369,7 @@ def test_missing_seed_file_and_folder_are_named(tmp_path):
 
 
 def test_task_files_load_and_broken_lines_are_named(tmp_path):
-    specs = load_task_specs()
+    specs = load_task_specs(EXAMPLES, parse_eval_config)
     assert {s.task_id.split("/")[1].split("-")[0] for s in specs} == {"shop", "admin", "forum"}
     assert all(s.oracle and s.eval for s in specs) and {s.split for s in specs} == {"train", "test"}
     good = '{"task_id": "sandbox/shop-x-0", "intent": "Do x.", "start_url": "__SHOP__/", "eval": null}'
@@ -391,18 +393,21 @@ def test_task_files_load_and_broken_lines_are_named(tmp_path):
     (tmp_path / "u.jsonl").write_text(good + "\n")
     with pytest.raises(TaskFileError, match="repeats t.jsonl:1"):
         load_task_specs(tmp_path)
+    with pytest.raises(TaskFileError, match="does not exist"):
+        load_task_specs(tmp_path / "nowhere")
 
 
 def test_unknown_sandbox_task_is_refused_with_suggestions(cfg):
     from envpool.suites import Suites, UnknownTask
 
+    cfg.env.sandbox.tasks_dir = str(EXAMPLES)
     suites = Suites(cfg.env)
     ids = [t.id for t in suites.all_tasks() if t.suite == "sandbox"]
     assert "sandbox/shop-cart-add-0" in ids
     with pytest.raises(UnknownTask, match="did you mean sandbox/shop-cart-add-0"):
         suites.resolve("sandbox/shop-cart-add-9")
     assert [t.id for t in suites.select("sandbox", split="test")] == [
-        s.task_id for s in load_task_specs() if s.split == "test"]
+        s.task_id for s in load_task_specs(EXAMPLES) if s.split == "test"]
     assert suites.by_name["sandbox"]._server is None  # listing tasks starts no server
     suites.close()
 

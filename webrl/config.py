@@ -77,6 +77,8 @@ class SandboxConfig(Section):
     seed: int = Field(0, description="Seed of the generated site data: the same seed gives the same data, byte for byte.")
     data_dir: str | None = Field(
         None, description="Folder of seed-data files (word lists the data is generated from); None: envpool/sandbox/data.")
+    tasks_dir: str | None = Field(
+        None, description="Folder of sandbox task files (*.jsonl, one task a line); None: envpool/sandbox/tasks.")
     today: date = Field(
         date(2024, 6, 30), description="The sites' current date: generated data lies before it, writes are stamped with it.")
     history_days: int = Field(730, gt=30, description="Orders and posts are spread over this many days before `today`.")

@@ -97,6 +97,8 @@ def read_task_file(path: Path, check_eval=None) -> list[TaskSpec]:
 
 def load_task_specs(folder: Path = TASKS_DIR, check_eval=None) -> list[TaskSpec]:
     """Every task of every ``*.jsonl`` file in ``folder`` (file order, then line order); ids must be unique."""
+    if not folder.is_dir():
+        raise TaskFileError(f"task folder {folder} does not exist; fix env.sandbox.tasks_dir")
     specs: list[TaskSpec] = []
     seen: dict[str, str] = {}
     for path in sorted(folder.glob("*.jsonl")):

@@ -5,7 +5,7 @@ resolved. Each episode gets its own copy of the sites' state: ``prepare`` create
 ``webrl_episode`` cookie on the context for every site origin, ``judge`` scores the end state with
 :func:`reward.rules.evaluate` (string_match, url_match, program_html, and ``state_check`` queries on
 the episode's own databases), and ``discard`` drops it. Tasks come from the JSONL files in
-``envpool/sandbox/tasks/`` (see :mod:`envpool.sandbox.task_specs`).
+``envpool/sandbox/tasks/`` or ``env.sandbox.tasks_dir`` (see :mod:`envpool.sandbox.task_specs`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import cached_property
+from pathlib import Path
 
 from envpool.allowlist import origin_of
 from envpool.sandbox.process import COOKIE, ControlError, SandboxServer
-from envpool.sandbox.task_specs import TaskSpec, load_task_specs, substitute
+from envpool.sandbox.task_specs import TASKS_DIR, TaskSpec, load_task_specs, substitute
 from envpool.suites.base import TaskSuite
 from reward.judge import load_judge
 from reward.rule_config import parse_eval_config
@@ -58,7 +59,10 @@ class SandboxSuite(TaskSuite):
     # ---- tasks --------------------------------------------------------------------------------
     @cached_property
     def specs(self) -> dict[str, TaskSpec]:
-        return {s.task_id: s for s in load_task_specs(check_eval=lambda ev, tid: parse_eval_config(ev, tid))}
+        folder = Path(self.cfg.sandbox.tasks_dir) if self.cfg.sandbox.tasks_dir else TASKS_DIR
+        if folder == TASKS_DIR and not folder.is_dir():  # no bundled task files (yet): no tasks
+            return {}
+        return {s.task_id: s for s in load_task_specs(folder, check_eval=parse_eval_config)}
 
     def _task(self, spec: TaskSpec) -> Task:
         """The task with the live sites' URLs (placeholders stay until the server has started)."""
