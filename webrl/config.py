@@ -14,6 +14,8 @@ from typing import Any, Iterable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator, field_validator
 
+from webrl.train_config import TrainConfig
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PRESET = "local"
 
@@ -253,10 +255,28 @@ class RolloutConfig(Section):
     eval_temperature: float = Field(0.0, ge=0, description="Paper: greedy decoding in evaluation.")
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(128, gt=0, description="Tokens one action may take.")
+    constrained: bool = Field(False, description=(
+        "Decode actions under the action grammar (envpool/action_grammar.py): every output is one canonical action "
+        "that parses (a small model otherwise writes prose), element ids below the page's element count, arguments "
+        "short enough that the action ends within max_new_tokens (then max_new_tokens must be >= 70). The log-probs "
+        "the engines report, and the learner's π and π_ref, stay those of the unconstrained model "
+        "(actors/constraint.py says why)."))
     max_parse_failures: int = Field(5, gt=0, description="Paper: stop after this many unparsable actions in a row.")
     max_repeated_actions: int = Field(5, gt=0, description="Paper: stop after the same action this many times in a row.")
     max_attempts: int = Field(3, gt=0, description="Runs of one episode when workers or browsers crash under it.")
     max_staleness: int = Field(0, ge=0, description="Start an episode only with weights >= learner version - this (0: on-policy).")
+
+    @model_validator(mode="after")
+    def _grammar_fits(self) -> "RolloutConfig":
+        if self.constrained:
+            from envpool.action_grammar import min_max_tokens
+
+            need = min_max_tokens()
+            if self.max_new_tokens < need:
+                raise ValueError(f"rollout.constrained=true needs rollout.max_new_tokens >= {need} (the longest action "
+                                 f"with its end-of-sequence token), not {self.max_new_tokens}; raise it or set "
+                                 "rollout.constrained=false")
+        return self
 
 
 class ReplayConfig(Section):
@@ -371,6 +391,7 @@ class WebRLConfig(Section):
     curriculum: CurriculumConfig = CurriculumConfig()
     orm: OrmConfig = OrmConfig()
     ray: RayConfig = RayConfig()
+    train: TrainConfig = TrainConfig()
     seed: int = 0
     run_dir: str = Field("runs", description="Runs (trajectories, reports, checkpoints) go under this folder.")
 
