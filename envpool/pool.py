@@ -280,8 +280,9 @@ class BrowserPool:
         with contextlib.suppress(PlaywrightError, asyncio.TimeoutError):
             await asyncio.wait_for(context.close(), self.cfg.browser.action_timeout_s)
 
-    async def reset(self, task_id: str, seed: int | None = None) -> EpisodeRecord:
-        """Open an episode of ``task_id`` (``miniwob/click-button``, or a URL) in a fresh context.
+    async def reset(self, task_id: str | Task, seed: int | None = None) -> EpisodeRecord:
+        """Open an episode of ``task_id`` (``miniwob/click-button``, or a URL; or a :class:`Task` that no suite
+        lists, e.g. one the curriculum generated, run on its suite's pages) in a fresh context.
 
         Waits for a free context (up to ``browser.episode_timeout_s``, then raises :class:`PoolBusy`). The returned record carries ``episode_id``, ``instruction`` and
         ``first_observation``; if the start page could not be loaded its status says why.

@@ -27,7 +27,15 @@ class Suites:
         self.by_name: dict[str, TaskSuite] = {name: cls(cfg) for name, cls in SUITE_CLASSES.items()}
         self.adhoc = AdhocSuite(cfg)
 
-    def resolve(self, task_id: str) -> tuple[TaskSuite, Task]:
+    def resolve(self, task_id: str | Task) -> tuple[TaskSuite, Task]:
+        """(suite, task) of a task id; a :class:`Task` given whole (a generated one) runs on its suite's pages
+        (:meth:`TaskSuite.adopt`)."""
+        if isinstance(task_id, Task):
+            suite = self.by_name.get(task_id.suite)
+            if suite is None:
+                raise UnknownTask(f"task '{task_id.id}' names the unknown suite '{task_id.suite}'; "
+                                  f"suites: {', '.join(self.by_name)}")
+            return suite, suite.adopt(task_id)
         if is_url(task_id):
             return self.adhoc, self.adhoc.task(task_id)
         name = task_id.split("/", 1)[0]

@@ -38,6 +38,12 @@ class TaskSuite(ABC):
                 return t
         raise KeyError(task_id)
 
+    def adopt(self, task: Task) -> Task:
+        """A task this suite does not list (the curriculum generated it from this suite's tasks, in another
+        process) as it runs here: its site URLs made this process's own. Starts the suite's servers."""
+        self.start()
+        return task
+
     def start(self) -> None:
         """Start servers the suite's pages need. Idempotent."""
 

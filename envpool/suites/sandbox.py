@@ -86,6 +86,14 @@ class SandboxSuite(TaskSuite):
         self.start()
         return self._task(spec)
 
+    def adopt(self, task: Task) -> Task:
+        """A generated sandbox task (its start URL still holds a site placeholder, e.g. ``__SHOP__/``) on the
+        live sites: placeholders replaced, every site origin allowed, as for the suite's own tasks."""
+        self.start()
+        urls = self.urls
+        return task.model_copy(update={"start_url": substitute(task.start_url, urls),
+                                       "allowed_origins": [origin_of(u) for u in urls.values()]})
+
     # ---- episodes -----------------------------------------------------------------------------
     async def prepare(self, context, task: Task, episode_id: str) -> None:
         """A fresh copy of the sites' state for the episode, and its cookie on every site origin."""
