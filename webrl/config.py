@@ -265,6 +265,19 @@ class RolloutConfig(Section):
     max_repeated_actions: int = Field(5, gt=0, description="Paper: stop after the same action this many times in a row.")
     max_attempts: int = Field(3, gt=0, description="Runs of one episode when workers or browsers crash under it.")
     max_staleness: int = Field(0, ge=0, description="Start an episode only with weights >= learner version - this (0: on-policy).")
+    weight_sync: Literal["auto", "object_store", "broadcast"] = Field("auto", description=(
+        "How a published policy reaches the engines. object_store: learner rank 0 puts the state dict in Ray's object "
+        "store once and every worker loads it. broadcast: learner rank 0 broadcasts it bucket by bucket over a process "
+        "group of its own with the workers (NCCL when the learner is on CUDA, gloo on CPU; actors/weight_broadcast.py), "
+        "each engine loading as buckets arrive; a copy still goes to the object store for workers that join or restart "
+        "before the next publish. A learner and an engine on the same GPU fall back to object_store. auto: broadcast "
+        "when the learner is on CUDA, else object_store."))
+    weight_bucket_mb: float = Field(256, gt=0, description=(
+        "broadcast: the most megabytes (MiB) one bucket carries; a tensor larger than this travels alone. Each engine "
+        "holds at most one bucket beyond its weights while loading, and the sender one packed bucket."))
+    weight_sync_timeout_s: float = Field(300, gt=0, description=(
+        "broadcast: how long forming the channel or one broadcast may wait for a member (a worker that died, an engine "
+        "still finishing its requests) before the round fails and the object-store copy is used instead."))
 
     @model_validator(mode="after")
     def _grammar_fits(self) -> "RolloutConfig":
