@@ -26,6 +26,7 @@ EPILOG = """examples:
   webrl eval --suite miniwob --model ./checkpoints/phase-3/policy --set rollout.workers=2
   webrl show-trajectory eval-20261121-101500-ab12-0003   one episode: instruction, pages, actions, outcome
   webrl env demo --save demos/ && webrl sft --data demos/ --epochs 3   supervised warm start
+  webrl train --config tiny --set learner.phases=2     the WebRL phase loop; --resume runs/train-... continues one
   webrl orm train --data runs/ --out checkpoints/orm && webrl orm eval --data runs/new/ --model checkpoints/orm
 """
 
@@ -146,6 +147,19 @@ def cmd_sft(cfg: WebRLConfig, args) -> int:
     return 0
 
 
+def cmd_train(cfg: WebRLConfig, args) -> int:
+    from webrl.train import resume_config, run_train
+
+    if args.resume:
+        if args.config:
+            console.print("--resume continues with the run's own config (<run>/config.json): leave --config out "
+                          "(--set still applies on top, e.g. --set learner.phases=10)", style="red")
+            return 2
+        cfg = resume_config(args.resume, args.overrides)
+    run_train(cfg, resume=bool(args.resume))
+    return 0
+
+
 def cmd_show_trajectory(cfg: WebRLConfig, args) -> int:
     from webrl.trajectory_view import find_trajectory, print_trajectory
 
@@ -239,6 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, metavar="N", help="also write the checkpoint every N steps")
     _config_args(p)
     p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       help="the WebRL phase loop: roll out, judge, replay, train critic and actor, evolve tasks, evaluate",
+                       description="Run learner.phases WebRL phases. Each phase rolls out the seed tasks (train.suite, "
+                       "train.train_split) and the tasks the curriculum generated for it, judges the episodes (rule "
+                       "rewards; the ORM for tasks without a rule), trains the critic then the actor on them and on the "
+                       "replayed past successes, publishes the weights to the rollout workers, generates the next "
+                       "phase's tasks from the failures, evaluates on the held-out test tasks (train.test_split) and "
+                       "checkpoints to <run_dir>/<run>/checkpoints/phase-<k>/. Each phase prints a summary; the run "
+                       "writes report.json and success_per_phase.png. Ablations: replay.max_ratio=0 (no replay), "
+                       "train.kl_constraint=false (no KL), curriculum.enabled=false (fixed tasks), "
+                       "learner.actor_loss=paper|reference.")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run after its last complete phase: policy, critic, "
+                   "optimizer and step from that phase's checkpoint, the run's task store and replay buffer, the run's "
+                   "own config (--set applies on top)")
+    _config_args(p)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("show-trajectory", help="one saved episode, readable: instruction, each page, each action, outcome")
     p.add_argument("id", help="a trajectory id, or a unique prefix of one (eval prints them)")

@@ -1,0 +1,88 @@
+"""What the phase driver reads from the learner without training it: the critic's value of each state (per
+head: advantages, the curriculum's V(s0) window) and each action's mean log-prob under the frozen
+reference π_ref (the replay buffer's confidence filter). :class:`ScoringGroup` is a
+:class:`~learner.group.LearnerGroup` whose ranks answer these too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor
+
+from learner.group import LearnerGroup, LearnerRank, _free_port
+from learner.learner import Batch, Learner, autocast_dtype
+from learner.parallel import release
+from webrl.config import LearnerConfig
+
+
+def _autocast(learner: Learner):
+    dtype = autocast_dtype(learner.cfg.precision)
+    return torch.autocast(learner.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def head_values(learner: Learner, batch: Batch) -> Tensor:
+    """P(success) of every critic head for each prompt, [n, heads] on the CPU (V is the min over heads)."""
+    out = []
+    for mb in batch.to(learner.device).micro(learner.micro_batch):
+        with _autocast(learner):
+            out.append(learner.critic_module(mb.input_ids, mb.attention_mask).float().softmax(-1)[..., 1].cpu())
+    release(learner.critic_module)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def reference_logprobs(learner: Learner, batch: Batch) -> Tensor:
+    """Mean log-prob of each sample's action tokens under π_ref, [n] on the CPU."""
+    out = []
+    for mb in batch.to(learner.device).micro(learner.micro_batch):
+        with _autocast(learner):
+            out.append(learner.reference_logp(mb.input_ids, mb.attention_mask, mb.action_mask).float().cpu())
+    release(learner.reference_logp)
+    return torch.cat(out)
+
+
+class ScoringRank(LearnerRank):
+    def head_values(self, batch: Batch) -> Tensor:
+        return head_values(self.learner, batch.shard(self.rank, self.world))
+
+    def reference_logprobs(self, batch: Batch) -> Tensor:
+        return reference_logprobs(self.learner, batch.shard(self.rank, self.world))
+
+
+def _padded(batch: Batch, world: int) -> Batch:
+    """``batch`` with its last row repeated until it splits evenly over ``world`` ranks."""
+    extra = -len(batch) % world
+    if not extra:
+        return batch
+    index = torch.cat([torch.arange(len(batch)), torch.full((extra,), len(batch) - 1)])
+    return Batch(**{k: (None if v is None else v[index]) for k, v in vars(batch).items()})
+
+
+class ScoringGroup(LearnerGroup):
+    """A :class:`LearnerGroup` of :class:`ScoringRank` s: every rank scores its shard (under fsdp2 all of
+    them must take part), the answers are joined in order."""
+
+    def __init__(self, ranks: int, policy: str | dict, cfg: LearnerConfig, *, micro_batch: int = 4, seed: int = 0,
+                 num_cpus_per_rank: float = 1, num_gpus_per_rank: float = 0, host: str = "127.0.0.1"):
+        import ray
+
+        self._ray = ray
+        address = f"{host}:{_free_port(host)}"
+        actor = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank)(ScoringRank)
+        self.ranks = [actor.remote(r, ranks, address, policy, cfg, micro_batch, seed) for r in range(ranks)]
+
+    def _scored(self, method: str, batch: Batch) -> Tensor:
+        if len(batch) == 0:
+            return torch.empty(0)
+        return torch.cat(self._all(method, _padded(batch, len(self.ranks))))[:len(batch)]
+
+    def head_values(self, batch: Batch) -> Tensor:
+        """[n, heads] P(success) per critic head of each prompt in ``batch``."""
+        return self._scored("head_values", batch)
+
+    def reference_logprobs(self, batch: Batch) -> Tensor:
+        """[n] mean action log-prob under π_ref of each sample in ``batch``."""
+        return self._scored("reference_logprobs", batch)
