@@ -1,0 +1,216 @@
+"""`webrl train` end to end on a real local Ray cluster: the tiny random model (SmolLM2's tokenizer) on the
+transformers engine, Chromium on the bundled sandbox sites (the six example tasks of tests/data/sandbox), the
+ORM (the tiny model zero-shot), and the curriculum's generator as a fake OpenAI-compatible server on
+127.0.0.1. A two-phase run is checked by what it produced: the replay buffer, policy versions reaching the
+workers, generated tasks with lineage that the pool ran, per-phase checkpoints, the report and the plot; then
+`--resume` continues it for a third phase without running or counting anything twice."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import ray
+
+TASKS_DIR = Path(__file__).parent / "data" / "sandbox"
+ANSWER = """1. Show me the newest review of the Summitcraft Sport Yoga Mat.
+2. Subscribe to f/books and upvote its newest post.
+3. Print the page"""
+
+
+class FakeChat:
+    """A real HTTP server standing in for an LLM service's /v1/chat/completions: it always answers ANSWER."""
+
+    def __init__(self):
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests += 1
+                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": ANSWER}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=4, include_dashboard=False, namespace="webrl-test-train", _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def chat():
+    server = FakeChat()
+    yield server
+    server.close()
+
+
+def overrides(model: Path, chat_url: str, run_dir: Path) -> list[str]:
+    sets = {
+        "rollout.model": model, "rollout.engine": "transformers", "rollout.max_new_tokens": 12,
+        "env.max_steps": 2, "env.observation.max_chars": 600, "env.sandbox.tasks_dir": TASKS_DIR, "run_dir": run_dir, "train.run_name": "tiny-run",
+        "train.tasks": "[shop-product-price-0, forum-submit-post-0]", "train.test_tasks": "[admin-sales-report-0]",
+        "train.episodes_per_task": 1, "train.generated_tasks_per_phase": 1, "learner.phases": 2,
+        "learner.batch_size": 8, "learner.micro_batch": 4,
+        "learner.actor_loss": "paper", "learner.lr": 1e-3, "orm.use": "orm", "orm.budget_tokens": 2048,
+        "replay.confidence_low": 0.0, "replay.confidence_high": 1.0,
+        "curriculum.generator": "openai", "curriculum.endpoint_url": chat_url, "curriculum.model": "fake-llm",
+        "curriculum.api_key_env": "null", "curriculum.value_low": 0.0, "curriculum.value_high": 1.0,
+    }
+    return [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
+
+
+@pytest.mark.browser
+def test_two_phases_then_resume(cluster, chat, tiny_model_dir, tmp_path):
+    from actors.replay_buffer import ReplayBuffer
+    from curriculum.task_store import TaskStore
+    from learner.checkpoint import load_checkpoint
+    from learner.learner import Learner
+    from transformers import AutoModelForCausalLM
+    from webrl.cli import main
+    from webrl.config import LearnerConfig
+
+    sets = overrides(tiny_model_dir, chat.url, tmp_path)
+    assert main(["train", "--config", "tiny", *sets]) == 0
+    run = tmp_path / "tiny-run"
+    report = json.loads((run / "report.json").read_text())
+
+    # the report: every phase with its sections, versions increasing, the starting policy evaluated
+    assert [p["phase"] for p in report["phases"]] == [0, 1]
+    p0, p1 = report["phases"]
+    for p in (p0, p1):
+        assert {"train", "test", "orm", "curriculum", "replay", "learner", "times", "checkpoint"} <= set(p)
+        assert p["train"]["episodes"] == 2 + p["tasks"]["generated"] and set(p["train"]["sites"]) <= {"shop", "forum"}
+        assert p["test"]["episodes"] == 1 and list(p["test"]["sites"]) == ["admin"]
+        assert p["learner"]["actor_steps"] >= 1 and p["learner"]["critic_steps"] >= 1
+        assert p["orm"]["orm_judged"] == p["train"]["episodes"]  # orm.use=orm: the ORM judges every episode
+        assert p["orm"]["pairs"] >= 1 and 0 <= p["orm"]["agree"] <= p["orm"]["pairs"]
+        assert p["replay"]["current_steps"] >= 1 and p["times"]["rollout"] > 0
+    assert report["initial"]["episodes"] == 1
+    assert 0 < p0["version"] < p1["version"]
+    assert p0["tasks"]["generated"] == 0 and p1["tasks"]["generated"] == 1  # train.generated_tasks_per_phase
+    assert p0["curriculum"]["phase"] == 1 and p0["curriculum"]["kept"] >= 1
+    assert p0["curriculum"]["rejected_by_filter"].get("feasibility", 0) >= 1  # "Print the page"
+    assert p1["replay"]["past_trajectories"] == len({t for t in _successes(run, 0)})
+    assert p1["curriculum"]["note"] == "last phase: nothing to evolve"
+
+    # the replay buffer: both phases' train episodes with behaviour log-probs and the version that acted
+    buf = ReplayBuffer(run)
+    train = {k: buf.query(phase=k, mode="train") for k in (0, 1)}
+    assert len(train[0]) == p0["train"]["episodes"] and len(train[1]) == p1["train"]["episodes"]
+    for k, version in ((0, 0), (1, p0["version"])):  # phase 1 ran on the weights phase 0 published
+        steps = [s for t in train[k] for s in t.steps]
+        assert steps and all(len(s.logprobs) == len(s.action_token_ids) > 0 for s in steps)
+        assert {s.policy_version for s in steps} == {version}
+    assert len(buf.query(phase=-1, mode="eval")) == 1 and len(buf.query(phase=1, mode="eval")) == 1
+    buf.close()
+
+    # generated tasks with lineage, rolled out on the sandbox sites (the pool resolved them) and ORM-judged
+    store = TaskStore(run)
+    gen = store.tasks(phase=1, origin="generated")
+    assert gen and all(t.id.startswith("gen/1/") and t.evaluator is None for t in gen)
+    assert all(set(store.lineage(t.id)) <= {"sandbox/shop-product-price-0", "sandbox/forum-submit-post-0"} for t in gen)
+    gen_trajs = [t for t in train[1] if t.task_id.startswith("gen/")]
+    assert gen_trajs and all(t.steps and t.final_observation.url.startswith("http://127.0.0.1:") for t in gen_trajs)
+    outcomes = {json.loads(line)["id"]: json.loads(line) for line in (run / "outcomes.jsonl").read_text().splitlines()}
+    assert all(outcomes[t.id]["outcome"]["source"] == "orm" for t in gen_trajs)
+    assert {e.filter for e in store.entries(status="rejected")} >= {"feasibility"}
+    store.close()
+
+    # checkpoints per phase that load into a learner, and a real PNG plot
+    for k, p in enumerate(report["phases"]):
+        folder = run / "checkpoints" / f"phase-{k}"
+        policy = AutoModelForCausalLM.from_pretrained(folder / "policy")
+        manifest = load_checkpoint(folder, Learner(policy, LearnerConfig(precision="fp32")))
+        assert manifest["phase"] == k and manifest["version"] == p["version"]
+    png = (run / "success_per_phase.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+    # --resume: one more phase from phase 1's checkpoint; nothing run or counted twice
+    before = {k: len(v) for k, v in train.items()}
+    assert main(["train", "--resume", str(run), "--set", "learner.phases=3"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert [p["phase"] for p in report["phases"]] == [0, 1, 2]
+    assert report["phases"][2]["version"] > p1["version"]
+    buf = ReplayBuffer(run)
+    assert {k: buf.count(phase=k, mode="train") for k in (0, 1)} == before
+    steps = [s for t in buf.query(phase=2, mode="train") for s in t.steps]
+    assert steps and {s.policy_version for s in steps} == {p1["version"]}  # the workers got the resumed version
+    buf.close()
+    assert main(["train", "--config", "tiny", *sets]) == 2  # a new run into the same folder is refused
+
+
+def _successes(run: Path, phase: int) -> set[str]:
+    """Task ids with a successful (judged) train episode in ``phase``."""
+    from actors.replay_buffer import ReplayBuffer
+
+    lines = [json.loads(line) for line in (run / "outcomes.jsonl").read_text().splitlines()]
+    won = {j["id"] for j in lines if j["outcome"]["reward"] > 0}
+    with ReplayBuffer(run) as buf:
+        return {t.task_id for t in buf.query(phase=phase, mode="train") if t.id in won}
+
+
+# ---- the pure parts: step samples, advantages, mini-batches (no Ray, no browser) --------------------
+
+def _traj(tid: str, steps: int, success: bool):
+    from webrl.types import Action, ActionKind, Observation, Outcome, Step, Trajectory
+
+    obs = Observation(url="http://x/", html="<p>x</p>")
+    return Trajectory(id=tid, task_id=f"task-{tid}", suite="sandbox", outcome=Outcome(reward=1.0 if success else 0.0),
+                      steps=[Step(observation=obs, prompt_token_ids=[1, 2, 3 + i], action_text="a", action_token_ids=[7, 8],
+                                  logprobs=[-0.1, -0.2], policy_version=0, action=Action(kind=ActionKind.exit))
+                             for i in range(steps)])
+
+
+def test_step_samples_pad_and_advantages_follow_the_trajectory():
+    from learner.batches import minibatches, pad_batch, step_advantages, step_samples
+    from webrl.config import LearnerConfig
+
+    samples = step_samples([_traj("a", 2, True), _traj("b", 1, False)], max_tokens=64)
+    assert [(s.trajectory_id, s.index, s.done, s.outcome) for s in samples] == [("a", 0, False, 1.0), ("a", 1, True, 1.0),
+                                                                                 ("b", 0, True, 0.0)]
+    assert step_samples([_traj("c", 1, True)], max_tokens=4) == []  # 3 prompt + 2 action tokens do not fit in 4
+    batch = pad_batch(samples, pad_id=0)
+    assert batch.input_ids[0].tolist() == [1, 2, 3, 7, 8] and batch.action_mask[0].tolist() == [0, 0, 0, 1, 1]
+    assert pad_batch(samples, pad_id=0, actions=False).input_ids.shape == (3, 3)
+    values = {("a", 0): 0.4, ("a", 1): 0.6, ("b", 0): 0.3}
+    paper = step_advantages(samples, values, LearnerConfig(actor_loss="paper", advantage_lambda=0.5)).tolist()
+    # A_t = λ(r_t + V(s_{t+1}) − V(s_t)) + (1 − λ)(r_T − V(s_t)); r_t = r_T at the last step, V = 0 after it
+    assert paper == pytest.approx([0.5 * (0.6 - 0.4) + 0.5 * (1 - 0.4), 0.5 * (1 - 0.6) + 0.5 * (1 - 0.6),
+                                   0.5 * (0 - 0.3) + 0.5 * (0 - 0.3)])
+    ref = step_advantages(samples, values, LearnerConfig(actor_loss="reference")).tolist()
+    assert ref == pytest.approx([1.0, 1.0, -0.6])  # success: positive; failure with V(s)=0.3: −0.05 − 0.3 < 0
+    chunks = minibatches(list(range(10)), 4, seed=1, multiple=3)
+    assert [len(c) for c in chunks] == [3, 3] and len(set(sum(chunks, []))) == 6
+
+
+def test_report_interval_and_plot(tmp_path):
+    from webrl.train_report import plot_success, wilson
+
+    assert wilson(0, 0) is None and wilson(5, 10)[0] < 0.5 < wilson(5, 10)[1]
+    lo, hi = wilson(0, 20)
+    assert lo == 0.0 and 0.1 < hi < 0.2
+    row = {"episodes": 4, "successes": 1, "success_rate": 0.25, "ci95": wilson(1, 4)}
+    report = {"run": "r", "initial": row, "phases": [{"phase": 0, "train": row, "test": row}]}
+    png = plot_success(report, tmp_path / "p.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
