@@ -14,13 +14,13 @@ from envpool.actions import format_action, parse_action
 from envpool.suites.adhoc import AdhocSuite, is_url
 from webrl.config import WebRLConfig
 from webrl.types import (ActionKind, EnvStep, EpisodeRecord, EpisodeSpec, EpisodeStatus, Outcome, OutcomeSource,
-                         Step, Trajectory)
+                         Step, Task, Trajectory)
 
 
 class Env(Protocol):
     """What the loop needs of a browser pool (a :class:`envpool.pool.BrowserPool` or :class:`RemotePool`)."""
 
-    async def reset(self, task_id: str, seed: int | None = None) -> EpisodeRecord: ...
+    async def reset(self, task_id: str | Task, seed: int | None = None) -> EpisodeRecord: ...
     async def step(self, episode_id: str, action) -> EnvStep: ...
     async def close(self, episode_id: str) -> EpisodeRecord: ...
 
@@ -31,7 +31,7 @@ class RemotePool:
     def __init__(self, handle):
         self.handle = handle
 
-    async def reset(self, task_id: str, seed: int | None = None) -> EpisodeRecord:
+    async def reset(self, task_id: str | Task, seed: int | None = None) -> EpisodeRecord:
         return await self.handle.reset.remote(task_id, seed)
 
     async def step(self, episode_id: str, action) -> EnvStep:
@@ -82,7 +82,7 @@ class Agent:
         t0 = time.perf_counter()
         traj = Trajectory(id=spec.id, task_id=spec.task_id, suite=suite_of(spec.task_id), seed=spec.seed, phase=spec.phase,
                           mode=spec.mode, attempt=spec.attempt, worker_id=self.worker_id, model=self.model)
-        record = await env.reset(spec.task_id, spec.seed)
+        record = await env.reset(spec.task or spec.task_id, spec.seed)  # a generated task travels whole
         traj.instruction = record.instruction
         if record.status is not EpisodeStatus.running:  # the start page did not load
             traj.outcome = Outcome(status=record.status, reason=record.reason, source=OutcomeSource.none)
