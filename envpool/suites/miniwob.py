@@ -14,6 +14,7 @@ from pathlib import Path
 
 from envpool.static_server import StaticServer
 from envpool.suites.base import TaskSuite
+from envpool.suites.miniwob_split import SPLITS
 from webrl.types import Task
 
 
@@ -26,6 +27,7 @@ def miniwob_html_dir() -> Path:
 
 class MiniWoBSuite(TaskSuite):
     name = "miniwob"
+    splits = tuple(SPLITS)  # train, heldout: the fixed split of envpool/suites/miniwob_split.py
     _server: StaticServer | None = None
 
     @cached_property
@@ -44,6 +46,11 @@ class MiniWoBSuite(TaskSuite):
     def tasks(self) -> list[Task]:
         base = self._server.url if self._server else "http://127.0.0.1/"
         return [Task(id=f"miniwob/{n}", suite=self.name, start_url=f"{base}miniwob/{n}.html") for n in self._names]
+
+    def split(self, name: str) -> list[Task]:
+        if name not in SPLITS:
+            return super().split(name)
+        return [t for t in self.tasks() if t.id.split("/", 1)[1] in SPLITS[name]]
 
     def task(self, task_id: str) -> Task:
         name = task_id.split("/", 1)[-1]
@@ -67,7 +74,9 @@ class MiniWoBSuite(TaskSuite):
             if await page.evaluate("typeof WOB_TASK_READY === 'undefined' || WOB_TASK_READY"):
                 break
             await asyncio.sleep(0.05)
-        return await page.evaluate("core.getUtterance()")
+        # the natural-language tasks' utterance is an object: its text, and the fields it was made
+        # from (the answer): the agent gets the text only
+        return await page.evaluate("(u => typeof u === 'string' ? u : u.utterance)(core.getUtterance())")
 
     reward_js = "() => [WOB_RAW_REWARD_GLOBAL, WOB_DONE_GLOBAL]"
 

@@ -1,0 +1,169 @@
+"""Scripted MiniWoB++ demonstrators and the fixed train / held-out split.
+
+The browser tests run every scripted policy through a real BrowserPool (Chromium, the task pages on
+127.0.0.1) and need reward 1 from the page itself; the rest check the policies' reasoning on
+hand-written observations, and that the split is complete, disjoint and fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from envpool.pool import BrowserPool
+from envpool.suites import Suites, UnknownTask
+from envpool.suites.miniwob import miniwob_html_dir
+from envpool.suites.miniwob_scripts import POLICIES, PolicyStuck, View, scripted_action
+from envpool.suites.miniwob_split import HELDOUT, SPLITS, TRAIN, fingerprint, is_heldout, split_of
+from tests.conftest import run
+from webrl.config import load_config
+from webrl.types import EpisodeStatus
+
+CONTEXTS = 4
+
+
+def _pool_config():
+    # typing is key by key: a loaded CI machine needs more than tiny's 5 s per action
+    return load_config("tiny", [f"env.browser.contexts={CONTEXTS}", "env.browser.action_timeout_s=20",
+                                "env.browser.episode_timeout_s=120", "env.max_steps=30"])
+
+
+async def _play(pool: BrowserPool, task_id: str, seed: int, max_steps: int):
+    """One scripted episode; returns (record, why the policy gave up or None)."""
+    rec = await pool.reset(task_id, seed)
+    obs, history, stuck = rec.first_observation, [], None
+    for _ in range(max_steps):
+        try:
+            history.append(scripted_action(task_id, rec.instruction, obs.html, history))
+        except PolicyStuck as e:
+            stuck = str(e)
+            break
+        step = await pool.step(rec.episode_id, history[-1])
+        obs = step.observation
+        if step.done:
+            break
+    return await pool.close(rec.episode_id), stuck
+
+
+def _play_all(names, seeds):
+    cfg = _pool_config()
+
+    async def main():
+        gate = asyncio.Semaphore(CONTEXTS)  # no episode waits for a context: none can time out waiting
+
+        async def one(name, seed):
+            async with gate:
+                return await _play(pool, f"miniwob/{name}", seed, cfg.env.max_steps)
+
+        async with BrowserPool(cfg.env) as pool:
+            return await asyncio.gather(*(one(n, s) for n in names for s in seeds))
+
+    return run(main())
+
+
+def _failures(results):
+    return [(r.task_id, r.seed, r.status.value, r.reason, stuck) for r, stuck in results
+            if r.reward != 1.0 or r.status is not EpisodeStatus.done]
+
+
+@pytest.mark.browser
+def test_every_scripted_policy_reaches_reward_one_on_three_seeds():
+    results = _play_all(sorted(POLICIES), (0, 1, 2))
+    assert len(results) == 3 * len(POLICIES)
+    assert not _failures(results)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_every_scripted_policy_reaches_reward_one_on_seeds_0_to_9():
+    results = _play_all(sorted(POLICIES), range(10))
+    assert not _failures(results)
+
+
+# ---- policies on hand-written observations ------------------------------------------------------
+def test_there_are_at_least_30_policies_and_unknown_tasks_are_named():
+    assert len(POLICIES) >= 30
+    with pytest.raises(KeyError, match="no scripted policy for miniwob/drag-box; scripted: "):
+        scripted_action("miniwob/drag-box", "Drag the box", "")
+
+
+GUESS_PAGE = ('Guess the number between 0-9 and press Submit. {feedback} <form><input id="0" type="number"{value} '
+              'data-bbox="12,107,38,21"></input> <button id="1" data-bbox="53,102,95,31">Submit</button></form>')
+
+
+def _guess(feedback: str, value: str, history: list[str]) -> str:
+    page = GUESS_PAGE.format(feedback=feedback, value=f' value="{value}"' if value else "")
+    return scripted_action("miniwob/guess-number", "Guess the number", page, history)
+
+
+def test_guess_number_bisects_from_its_own_past_guesses():
+    """The page shows only the last guess's feedback; earlier ones follow from the guesses made."""
+    typed = lambda n: f'do(action="Type", argument="{n}", element="0")'  # noqa: E731
+    submit = 'do(action="Click", element="1")'
+    assert _guess("Waiting for your guess...", "", []) == typed(4)
+    assert _guess("Waiting for your guess...", "4", [typed(4)]) == submit  # typed, not yet submitted
+    assert _guess("The number is higher than 4.", "4", [typed(4), submit]) == typed(7)
+    # 4 then 7 was "higher than 4"; now "lower than 7": 5..6 remain
+    assert _guess("The number is lower than 7.", "7", [typed(4), submit, typed(7), submit]) == typed(5)
+
+
+def test_movie_search_reads_labels_before_or_after_their_inputs():
+    ins = "Search for drama movies directed by Holloway from year 2011."
+    before = (f"{ins} Genre <input id=\"0\" type=\"text\"></input> Year <input id=\"1\" type=\"text\"></input> "
+              "Director Name <input id=\"2\" type=\"text\"></input> <button id=\"3\" type=\"button\">Search</button>")
+    after = (f"{ins} <input id=\"0\" type=\"text\"></input> Year <input id=\"1\" type=\"text\"></input> Genre "
+             "<input id=\"2\" type=\"text\"></input> Director <div id=\"3\">Search</div>")
+    assert scripted_action("miniwob/multi-layouts", ins, before) == 'do(action="Type", argument="drama", element="0")'
+    assert scripted_action("miniwob/multi-layouts", ins, after) == 'do(action="Type", argument="2011", element="0")'
+    filled = after.replace('id="0" type', 'id="0" value="2011" type').replace('id="1" type', 'id="1" value="drama" type')
+    filled = filled.replace('id="2" type', 'id="2" value="Holloway" type')
+    assert scripted_action("miniwob/multi-layouts", ins, filled) == 'do(action="Click", element="3")'
+
+
+def test_policies_that_need_their_history_use_it():
+    page = 'Click button ONE, then click button TWO. <button id="0">ONE</button> <button id="1">TWO</button>'
+    first = scripted_action("miniwob/click-button-sequence", "Click button ONE, then click button TWO.", page)
+    assert first == 'do(action="Click", element="0")'
+    second = scripted_action("miniwob/click-button-sequence", "Click button ONE, then click button TWO.", page, [first])
+    assert second == 'do(action="Click", element="1")'
+
+
+def test_a_page_without_what_the_policy_needs_raises_policy_stuck():
+    with pytest.raises(PolicyStuck, match="no button labelled 'Submit'"):
+        POLICIES["enter-text"](View('Enter "kate" into the text field', '<input id="0" value="kate"></input>'))
+
+
+# ---- the split -----------------------------------------------------------------------------------
+def test_the_split_covers_every_installed_task_once():
+    installed = {p.stem for p in (miniwob_html_dir() / "miniwob").glob("*.html")}
+    assert set(TRAIN).isdisjoint(HELDOUT)
+    assert set(TRAIN) | set(HELDOUT) == installed
+    assert len(TRAIN) == len(set(TRAIN)) and len(HELDOUT) == len(set(HELDOUT))
+
+
+def test_the_split_is_fixed():
+    """Changing the split changes this hash: do it on purpose, never to fit results."""
+    assert fingerprint() == "9a82ebc72d32c51e"
+    assert (len(TRAIN), len(HELDOUT)) == (99, 31)
+
+
+def test_held_out_tasks_include_scripted_ones_and_nodelay_twins_stay_together():
+    scripted_heldout = sorted(n for n in POLICIES if is_heldout(n))
+    assert len(scripted_heldout) >= 10  # held-out success can be read against a demonstrator ceiling
+    assert len([n for n in POLICIES if not is_heldout(n)]) >= 30  # demonstrations come from train tasks only
+    for name in [*TRAIN, *HELDOUT]:
+        if name.endswith("-nodelay"):
+            assert split_of(name) == split_of(name.removesuffix("-nodelay")), name
+
+
+def test_miniwob_suite_exposes_the_split(cfg):
+    suites = Suites(cfg.env)
+    assert suites.by_name["miniwob"].splits == tuple(SPLITS) == ("train", "heldout")
+    heldout = suites.select("miniwob", split="heldout")
+    assert sorted(t.id for t in heldout) == sorted(f"miniwob/{n}" for n in HELDOUT)
+    assert len(suites.select("miniwob", split="train")) == len(TRAIN)
+    with pytest.raises(UnknownTask, match="not in split 'train'"):
+        suites.select("miniwob", ["click-dialog-2"], split="train")
+    with pytest.raises(KeyError, match="its splits: train, heldout"):
+        suites.select("miniwob", split="test")
