@@ -12,6 +12,7 @@ page is cut, and the result says what it dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from webrl.types import Observation
 
@@ -77,26 +78,35 @@ def build_messages(instruction: str, history: list[Round], current: Observation,
 
 def build_prompt(tokenizer, instruction: str, history: list[Round], current: Observation, max_tokens: int) -> Prompt:
     """The prompt text (chat template applied, generation prompt added) within ``max_tokens``."""
+    return fit_prompt(tokenizer, lambda skip, html: build_messages(instruction, history, current, skip=skip, current_html=html),
+                      len(history), current.html, max_tokens,
+                      "the prompt is {n} tokens even without any page or history; the budget of {budget} tokens is too small "
+                      "(raise learner.context_tokens)")
+
+
+def fit_prompt(tokenizer, messages: Callable[[int, str | None], list[dict]], items: int, page_html: str,
+               max_tokens: int, too_small: str) -> Prompt:
+    """Render ``messages(skip, page_html)`` through the chat template (generation prompt added) within
+    ``max_tokens``: leave out the oldest of ``items`` earlier entries first (``skip``), then keep the
+    longest start of the page that fits (``page_html`` None: the whole page). ``too_small`` says what to
+    raise when even that does not fit, with ``{n}`` (the tokens it took) and ``{budget}`` filled in."""
 
     def render(skip: int, html: str | None = None) -> tuple[str, list[int]]:
-        messages = build_messages(instruction, history, current, skip=skip, current_html=html)
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(messages(skip, html), tokenize=False, add_generation_prompt=True)
         return text, tokenizer(text, add_special_tokens=False).input_ids
 
-    for skip in range(len(history) + 1):
+    for skip in range(items + 1):
         text, ids = render(skip)
         if len(ids) <= max_tokens:
             return Prompt(text, ids, dropped_rounds=skip)
-    skip, html = len(history), current.html
-    lo, hi = 0, len(html)
-    while lo < hi:  # the longest prefix of the page that fits
+    skip, lo, hi = items, 0, len(page_html)
+    while lo < hi:  # the longest start of the page that fits
         mid = (lo + hi + 1) // 2
-        if len(render(skip, html[:mid] + " …")[1]) <= max_tokens:
+        if len(render(skip, page_html[:mid] + " …")[1]) <= max_tokens:
             lo = mid
         else:
             hi = mid - 1
-    text, ids = render(skip, html[:lo] + " …")
+    text, ids = render(skip, page_html[:lo] + " …")
     if len(ids) > max_tokens:
-        raise ValueError(f"the prompt is {len(ids)} tokens even without any page or history; the budget of "
-                         f"{max_tokens} tokens is too small (raise learner.context_tokens)")
+        raise ValueError(too_small.format(n=len(ids), budget=max_tokens))
     return Prompt(text, ids, dropped_rounds=skip, page_truncated=True)

@@ -9,7 +9,7 @@ start stays). The result is the agent prompt's ``Prompt``: text, token ids, what
 
 from __future__ import annotations
 
-from actors.prompt import Prompt
+from actors.prompt import Prompt, fit_prompt
 from webrl.types import Observation, Trajectory
 
 ORM_SYSTEM_PROMPT = """You judge whether a web agent completed its task. You are given the task instruction, \
@@ -61,26 +61,9 @@ def orm_prompt(tokenizer, traj: Trajectory, max_tokens: int, *, yes: str = "YES"
     """The ORM prompt of a trajectory (chat template applied, generation prompt added) within
     ``max_tokens``; ``dropped_rounds`` counts the actions left out."""
     actions, page = action_history(traj), final_page(traj)
-
-    def render(skip: int, html: str | None = None) -> tuple[str, list[int]]:
-        messages = orm_messages(traj.instruction, actions, traj.answer, page, yes=yes, no=no, skip=skip, page_html=html)
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return text, tokenizer(text, add_special_tokens=False).input_ids
-
-    for skip in range(len(actions) + 1):
-        text, ids = render(skip)
-        if len(ids) <= max_tokens:
-            return Prompt(text, ids, dropped_rounds=skip)
-    skip, html = len(actions), page.html if page is not None else ""
-    lo, hi = 0, len(html)
-    while lo < hi:  # the longest start of the page that fits
-        mid = (lo + hi + 1) // 2
-        if len(render(skip, html[:mid] + " …")[1]) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    text, ids = render(skip, html[:lo] + " …")
-    if len(ids) > max_tokens:
-        raise ValueError(f"the ORM prompt is {len(ids)} tokens even without any action or page; the budget of "
-                         f"{max_tokens} tokens is too small (raise orm.budget_tokens)")
-    return Prompt(text, ids, dropped_rounds=skip, page_truncated=True)
+    return fit_prompt(
+        tokenizer, lambda skip, html: orm_messages(traj.instruction, actions, traj.answer, page, yes=yes, no=no,
+                                                   skip=skip, page_html=html),
+        len(actions), page.html if page is not None else "", max_tokens,
+        "the ORM prompt is {n} tokens even without any action or page; the budget of {budget} tokens is too small "
+        "(raise orm.budget_tokens)")
