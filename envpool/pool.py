@@ -299,7 +299,9 @@ class BrowserPool:
                 "close finished episodes (close(episode_id)) or raise env.browser.contexts"
             ) from None
         now = time.time()
-        record = EpisodeRecord(episode_id=uuid.uuid4().hex, task_id=task.id, seed=seed, started_at=now)
+        record = EpisodeRecord(episode_id=uuid.uuid4().hex, task_id=task.id, seed=seed, started_at=now,
+                               # a page without a reward of its own is judged by the suite's rules or the ORM
+                               reward_source=OutcomeSource.page if suite.reward_js else OutcomeSource.none)
         ep = _Episode(record, suite, task, deadline=now + b.episode_timeout_s, timeout_s=b.navigation_timeout_s)
         self._episodes[record.episode_id] = ep
         self.stats["episodes"] += 1

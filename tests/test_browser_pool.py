@@ -82,6 +82,7 @@ def test_action_errors_are_reported_to_the_agent_and_the_episode_goes_on(cfg, si
     assert out["select"].observation.error is None
     assert '<option selected="true">Beta Two</option>' in out["select"].observation.html
     assert out["exit"].status is EpisodeStatus.done and record.answer == "all done"
+    assert record.reward_source.value == "none"  # a URL has no reward of its own: nothing judged it yet
     assert out["after"].status is EpisodeStatus.done and "episode has ended" in out["after"].observation.error
     assert len(record.steps) == 6  # a step sent after the end is answered, not recorded
 
