@@ -111,7 +111,9 @@ class Engine:
 
     def load_weights(self, weights: Mapping, version: int) -> Future:
         """Load a state dict (Hugging Face parameter names) as ``version``, once the requests in flight
-        finish; requests that arrive meanwhile wait and then run on the new weights."""
+        finish; requests that arrive meanwhile wait and then run on the new weights. ``weights`` may also
+        arrive lazily (:class:`actors.weight_broadcast.ReceivedWeights`: ``keys()`` at once, ``items()``
+        as buckets are received), so the engine thread receives while it loads."""
         fut: Future = Future()
         self._inbox.put(_WeightUpdate(weights, version, fut))
         return fut
@@ -198,6 +200,12 @@ class Engine:
             log.info("%s engine loaded weights version %d in %.2f s", self.name, upd.version, time.perf_counter() - t0)
             upd.future.set_result(upd.version)
         except Exception as e:  # noqa: BLE001 - a bad state dict is the caller's error, not the engine's end
+            drain = getattr(upd.weights, "drain", None)  # broadcast weights: finish the round for the other members
+            if drain is not None:
+                try:
+                    drain()
+                except Exception:  # noqa: BLE001 - the channel itself broke: the first error says more
+                    log.exception("%s engine could not finish receiving weights version %d", self.name, upd.version)
             upd.future.set_exception(e)
 
     @staticmethod

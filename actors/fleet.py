@@ -8,6 +8,13 @@ streams summaries back as episodes end, and survives workers dying:
 - Ray restarts the dead worker's process (``max_restarts``); it gets work again once it answers,
   after it has loaded the latest published weights;
 - ``scale(n)`` adds workers (they pull the latest weights first) or retires some once their episodes end.
+
+Weights reach the workers one of two ways (``rollout.weight_sync``): through Ray's object store
+(:meth:`RolloutFleet.publish`), or by a bucketed broadcast from learner rank 0 over a channel of its own
+(``actors/weight_broadcast.py``; :meth:`RolloutFleet.weight_channel` forms it, :meth:`RolloutFleet.receive_broadcast`
+runs a round). The channel is formed again at the next publish whenever its members changed (a worker added,
+retired, or restarted). Each broadcast also leaves a copy in the object store: a worker that joins or restarts
+before the next publish loads that one, as with the object store.
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ class RolloutFleet:
         self.workers: dict[str, _Worker] = {}
         self._names = (f"w{i}" for i in itertools.count())
         self.published: tuple[int, object] | None = None  # (version, ObjectRef of the state dict)
+        # the broadcast channel: members' (id, pid), their spec (None: these members use the object store)
+        self._channel: tuple[tuple, object | None] | None = None
+        self._channel_members: list[_Worker] = []
         self.reruns = 0
         self.scale(cfg.rollout.workers)
 
@@ -97,6 +107,87 @@ class RolloutFleet:
                 self.workers[wid].version = ray.get(r)
             except _WORKER_LOST:
                 self.workers[wid].version = 0
+
+    # ---- broadcast weight sync (actors/weight_broadcast.py) -----------------------------------
+    def weight_channel(self, sender) -> bool:
+        """Whether the next publish goes by broadcast, with ``sender`` (learner rank 0's actor: ``weight_device``,
+        ``open_weight_store``, ``join_weight_channel``) as rank 0 and the live workers as ranks 1..N.
+        ``rollout.weight_sync=auto`` broadcasts when the learner is on CUDA. The channel is formed here, again
+        whenever its members changed; a learner sharing a GPU with an engine uses the object store."""
+        mode = self.cfg.rollout.weight_sync
+        if mode == "object_store":
+            return False
+        learner_device = ray.get(sender.weight_device.remote())
+        if mode == "auto" and learner_device is None:
+            return False
+        members = [w for w in self.workers.values() if self._usable(w)]
+        if not members:
+            return False
+        infos = ray.get([w.handle.weight_member.remote() for w in members])
+        key = tuple((w.id, info["pid"]) for w, info in zip(members, infos))  # a restarted worker has a new pid
+        if self._channel is None or self._channel[0] != key:
+            self._channel_members = members
+            try:
+                self._channel = (key, self._form_channel(sender, learner_device, members, [i["device"] for i in infos]))
+            except Exception as e:  # noqa: BLE001 - a member died while joining: this publish uses the object store
+                log.warning("weight sync: could not form the broadcast channel (%s); this publish goes through the "
+                            "object store", str(e).splitlines()[0] if str(e) else repr(e))
+                self._channel = None
+                return False
+        return self._channel[1] is not None
+
+    def _form_channel(self, sender, learner_device: str | None, members: list[_Worker], devices: list):
+        """The channel's spec once every member has joined it; None where these members cannot use NCCL."""
+        from actors.weight_broadcast import ChannelSpec
+
+        r = self.cfg.rollout
+        if learner_device is not None:
+            shared = [w.id for w, d in zip(members, devices) if d == learner_device]
+            if shared:
+                log.warning("weight sync: learner rank 0 and worker(s) %s share the GPU %s; NCCL cannot connect a GPU "
+                            "to itself, so weights go through the object store", shared, learner_device)
+                return None
+            if None in devices:
+                log.warning("weight sync: the learner is on CUDA but worker(s) %s have no GPU; NCCL needs one at each "
+                            "end, so weights go through the object store",
+                            [w.id for w, d in zip(members, devices) if d is None])
+                return None
+        world = len(members) + 1
+        host, port = ray.get(sender.open_weight_store.remote(world, r.weight_sync_timeout_s))
+        spec = ChannelSpec(host, port, world, "nccl" if learner_device else "gloo", int(r.weight_bucket_mb * 2**20),
+                           r.weight_sync_timeout_s)
+        ray.get([sender.join_weight_channel.remote(spec)]
+                + [w.handle.join_weight_channel.remote(spec, i + 1) for i, w in enumerate(members)])
+        log.info("weight sync: %s broadcast channel formed at %s:%d with %d workers (%s MiB buckets)",
+                 spec.backend, host, port, len(members), r.weight_bucket_mb)
+        return spec
+
+    def receive_broadcast(self, sends: list) -> tuple[int, object, float]:
+        """Run one broadcast round: the channel's workers receive into their engines while the learner sends
+        (``sends``: its ranks' ``broadcast_weights`` calls, already started; rank 0's resolves to (version,
+        [ObjectRef of the same weights], error or None)). A worker that missed the round loads the object-store
+        copy; a failed round drops the channel, formed again at the next publish. Returns (version, ObjectRef,
+        ``time.perf_counter()`` when the last engine held it)."""
+        recv = {w.id: w.handle.receive_weights.remote() for w in self._channel_members}
+        ray.wait(list(recv.values()), num_returns=len(recv))
+        received_at = time.perf_counter()
+        version, (ref,), error = ray.get(sends)[0]
+        self.published = (version, ref)
+        if error:
+            log.warning("weight sync: broadcast of version %d failed (%s); the workers load it from the object store",
+                        version, error)
+            self._channel = None
+        for wid, r in recv.items():
+            w = self.workers.get(wid)
+            try:
+                received = ray.get(r)
+            except Exception as e:  # noqa: BLE001 - it died or its engine refused: the object-store copy follows
+                log.warning("weight sync: worker %s did not receive version %d by broadcast (%s)", wid, version,
+                            str(e).splitlines()[0] if str(e) else repr(e))
+                self._channel, received = None, 0
+            if w is not None:
+                w.version = received  # behind the published version: _usable hands it the object-store copy
+        return version, ref, received_at
 
     def _usable(self, w: _Worker) -> bool:
         if w.retiring:

@@ -76,5 +76,9 @@ class HFEngine(Engine):
         if missing or unexpected:  # checked before anything is copied: a bad update leaves the model whole
             raise ValueError(f"the weights do not fit this model: missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]}")
+        state = self.model.state_dict()
         with self.torch.no_grad():
-            self.model.load_state_dict(dict(weights), strict=False)
+            for name, tensor in weights.items():  # one tensor at a time: broadcast buckets arrive as they are read
+                if state[name].shape != tensor.shape:
+                    raise ValueError(f"{name} has shape {tuple(tensor.shape)}, this model's {tuple(state[name].shape)}")
+                state[name].copy_(tensor)

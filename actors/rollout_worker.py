@@ -40,6 +40,7 @@ class RolloutWorker:
         self._version_changed = asyncio.Condition()
         self.running = 0
         self.finished = 0
+        self.channel = None  # the weight broadcast channel, once the fleet forms one
 
     async def run(self, spec: EpisodeSpec | dict) -> EpisodeSummary:
         """Run one episode (again, in a fresh browser context, if the browser crashed under it), store
@@ -91,6 +92,38 @@ class RolloutWorker:
                 self._version_changed.notify_all()
         return self.engine.version
 
+    def weight_member(self) -> dict:
+        """What the fleet needs to place this worker in the weight channel: its GPU (``device``, None on CPU:
+        NCCL is kept away from a GPU the learner shares) and its process id (``pid``: a restarted worker
+        has a new one and must join again)."""
+        from actors.weight_broadcast import device_identity
+
+        return {"device": device_identity(), "pid": os.getpid()}
+
+    async def join_weight_channel(self, spec, rank: int) -> None:
+        """Join the broadcast channel (:class:`actors.weight_broadcast.ChannelSpec`) as ``rank``, leaving any
+        earlier one; returns once every member has joined."""
+        from actors.weight_broadcast import WeightChannel
+
+        self.leave_weight_channel()
+        self.channel = await asyncio.to_thread(WeightChannel, spec, rank)
+
+    def leave_weight_channel(self) -> None:
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            channel.close()
+
+    async def receive_weights(self) -> int:
+        """Take part in the channel's next broadcast: the engine thread receives the buckets as it loads them,
+        once its requests in flight have finished. Returns the version the engine holds."""
+        if self.channel is None:
+            raise RuntimeError(f"worker {self.worker_id} has no weight channel: the fleet forms it before a broadcast")
+        received = await asyncio.to_thread(self.channel.receive)  # waits for the round's plan
+        await asyncio.wrap_future(self.engine.load_weights(received, received.version))
+        async with self._version_changed:
+            self._version_changed.notify_all()
+        return self.engine.version
+
     def info(self) -> dict:
         return {"worker_id": self.worker_id, "running": self.running, "finished": self.finished,
                 "model": self.model, "niceness": os.nice(0), **self.engine.info()}
@@ -99,6 +132,7 @@ class RolloutWorker:
         return self.engine.version
 
     def shutdown(self) -> None:
+        self.leave_weight_channel()
         self.engine.close()
 
 

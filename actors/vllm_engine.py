@@ -65,10 +65,10 @@ class VLLMEngine(Engine):
         self.engine.abort_request(request_ids)
 
     def _apply_weights(self, weights: Mapping) -> None:
-        items = list(weights.items())
+        items = iter(weights.items())  # consumed lazily: broadcast buckets are received as vLLM loads them
 
         def reload(worker):
-            worker.model_runner.reload_weights(weights_iterator=iter(items))
+            worker.model_runner.reload_weights(weights_iterator=items)
 
         self.engine.collective_rpc(reload)
         self.engine.reset_prefix_cache()  # cached prefixes hold keys and values of the old weights

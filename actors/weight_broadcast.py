@@ -243,18 +243,29 @@ class WeightChannel:
         """Rank 0: publish the round's plan in the store, then one broadcast per bucket."""
         if self.rank != 0:
             raise RuntimeError("only rank 0 of the weight channel sends")
-        plan, unique = make_plan(tensors, version, self.spec.bucket_bytes)
+        try:
+            plan, unique = make_plan(tensors, version, self.spec.bucket_bytes)
+        except Exception as e:
+            self.fail_round(f"{type(e).__name__}: {e}")  # the receivers are waiting for this round's plan
+            raise
         self.store.set(f"plan/{self.rounds}", plan.to_json())
         self.rounds += 1
         for bucket in plan.buckets:
             self._broadcast(pack(bucket, unique, self.device))
         return plan
 
+    def fail_round(self, reason: str) -> None:
+        """Rank 0, when it cannot send this round: the receivers stop waiting and raise ``reason``."""
+        self.store.set(f"plan/{self.rounds}", json.dumps({"error": reason}))
+        self.rounds += 1
+
     def receive(self) -> "ReceivedWeights":
         """Ranks 1..N: the next round (waits for its plan); its tensors arrive as they are iterated."""
-        plan = WeightPlan.from_json(self.store.get(f"plan/{self.rounds}").decode())
+        text = self.store.get(f"plan/{self.rounds}").decode()
         self.rounds += 1
-        return ReceivedWeights(plan, self)
+        if "error" in json.loads(text):
+            raise RuntimeError(f"the learner could not send this round of weights: {json.loads(text)['error']}")
+        return ReceivedWeights(WeightPlan.from_json(text), self)
 
     def close(self) -> None:
         group, self.group = getattr(self, "group", None), None

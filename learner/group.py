@@ -14,10 +14,11 @@ import socket
 import torch
 import torch.distributed as dist
 
+from actors.weight_broadcast import ChannelSpec, WeightChannel, device_identity, open_store
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.learner import Batch, Learner
 from learner.lora import merged
-from learner.parallel import full_state_dict
+from learner.parallel import full_state_dict, is_sharded
 from webrl.config import LearnerConfig
 
 
@@ -89,6 +90,54 @@ class LearnerRank:
         weights = self.learner.full_policy_state()
         return (self.learner.version, [ray.put(weights)]) if self.rank == 0 else None
 
+    # ---- broadcast to the rollout engines (actors/weight_broadcast.py) ---------------------------
+    def weight_device(self) -> str | None:
+        """This rank's GPU (None on CPU): decides NCCL or gloo, and whether an engine shares the GPU."""
+        return device_identity()
+
+    def open_weight_store(self, world: int, timeout_s: float) -> tuple[str, int]:
+        """Rank 0: a store for a new weight channel of ``world`` members on this node, on a free port (any
+        earlier channel is closed); returns (host, port) for the members to join."""
+        import ray
+
+        self._close_weight_channel()
+        host = ray.util.get_node_ip_address()
+        self._weight_store = open_store(host, world, timeout_s)
+        return host, self._weight_store.port
+
+    def join_weight_channel(self, spec: ChannelSpec) -> None:
+        """Rank 0 joins the channel as its rank 0 (returns once every engine has joined too)."""
+        self._weight_channel = WeightChannel(spec, 0, store=self._weight_store)
+
+    def _close_weight_channel(self) -> None:
+        channel = getattr(self, "_weight_channel", None)
+        if channel is not None:
+            channel.close()
+        self._weight_channel = self._weight_store = None
+
+    def broadcast_weights(self) -> tuple[int, list, str | None] | None:
+        """Every rank (under fsdp2 the whole weights are a gather); rank 0 broadcasts them to the engines,
+        bucket by bucket from where they live (unsharded: the parameters themselves, on the GPU), then puts a
+        CPU copy in the object store for workers that join later. Returns (version, [ObjectRef], the error
+        that stopped the broadcast or None) on rank 0, None elsewhere."""
+        import ray
+
+        module = merged(self.learner.policy)
+        sharded = is_sharded(module)
+        state = full_state_dict(module) if sharded else None  # a collective: every rank
+        if self.rank != 0:
+            return None
+        version, error = self.learner.version, None
+        channel = getattr(self, "_weight_channel", None)
+        try:
+            if channel is None:
+                raise RuntimeError("no weight channel: RolloutFleet.weight_channel forms it before a broadcast")
+            channel.send(state if sharded else module.state_dict(), version)
+        except Exception as e:  # noqa: BLE001 - the engines get this version from the object store instead
+            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self._close_weight_channel()  # a broken round leaves the channel unusable: the fleet forms a new one
+        return version, [ray.put(state if sharded else full_state_dict(module))], error
+
     def save(self, folder: str, phase: int, step: int, tokenizer_dir: str | None = None) -> str | None:
         tokenizer = None
         if tokenizer_dir and self.rank == 0:
@@ -137,11 +186,16 @@ class LearnerGroup:
         self._all("new_phase")
 
     def publish(self, fleet=None) -> tuple[int, object, float]:
-        """Publish the current policy: one copy into the object store from rank 0, then (with a fleet)
-        every rollout engine loads it. Returns (version, ObjectRef, seconds until all engines hold it)."""
+        """Publish the current policy to the fleet's engines by ``rollout.weight_sync``: one copy into the
+        object store from rank 0 that every engine loads, or a bucketed broadcast from rank 0 over the
+        fleet's weight channel (``RolloutFleet.weight_channel`` forms it) that also leaves a copy in the
+        object store for late joiners. Returns (version, ObjectRef, seconds until all engines hold it)."""
         import time
 
         t0 = time.perf_counter()
+        if fleet is not None and fleet.weight_channel(self.ranks[0]):
+            version, ref, held_at = fleet.receive_broadcast([r.broadcast_weights.remote() for r in self.ranks])
+            return version, ref, held_at - t0
         version, (ref,) = self._all("publish_weights")[0]
         if fleet is not None:
             fleet.publish(ref, version)

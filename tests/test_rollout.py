@@ -91,26 +91,37 @@ def test_a_killed_worker_s_episodes_rerun_elsewhere_and_are_stored_once(fleet):
     assert f.workers[killed[0]].lost == 1
 
 
-def test_a_learner_update_reaches_the_engines_with_its_version(fleet, tiny_model_dir, tokenizer):
+@pytest.mark.parametrize("weight_sync", ["object_store", "broadcast"])  # in this order: see the version note below
+def test_a_learner_update_reaches_the_engines_with_its_version(fleet, tiny_model_dir, tokenizer, weight_sync):
     from learner.group import LearnerGroup
     from learner.learner import Batch
     from learner.logprobs import token_logprobs
     from webrl.config import LearnerConfig
 
     f, buffer = fleet
-    group = LearnerGroup(1, str(tiny_model_dir), LearnerConfig(lr=0.05, optimizer="sgd"), micro_batch=2,
+    f.cfg.rollout.weight_sync, f.cfg.rollout.weight_bucket_mb = weight_sync, 0.25  # several buckets per round
+    # each run's learner starts afresh, so both publish version 1: a worker skips an object-store version it
+    # holds already, while every broadcast round is loaded (all members take part); hence broadcast second
+    lr = 0.05 if weight_sync == "object_store" else 0.1  # other weights than the engines hold from the first run
+    group = LearnerGroup(1, str(tiny_model_dir), LearnerConfig(lr=lr, optimizer="sgd"), micro_batch=2,
                          num_cpus_per_rank=0.5)
     try:
         ids = torch.tensor([tokenizer("do(action=\"Click\", element=\"1\")").input_ids] * 2)
         act = torch.ones_like(ids)
         out = group.actor_step(Batch(ids, torch.ones_like(ids), act, advantage=torch.tensor([1.0, 1.0])))
+        f.wait_ready()  # a worker restarting from an earlier test joins the channel too
         version, ref, sync_s = group.publish(f)
         assert version == out["version"] == 1 and sync_s > 0
-        summaries = f.run(eval_specs("learned", TASKS[:1], 2, seed=30), timeout_s=300)
+        if weight_sync == "broadcast":  # it went by the gloo channel, not the object-store fallback
+            assert f._channel is not None and f._channel[1].backend == "gloo" and f._channel[1].world == 3
+            assert [w.version for w in f.workers.values()] == [1, 1]
+            assert {k: v.shape for k, v in ray.get(ref).items()} == {k: v.shape for k, v in group.policy_state().items()}
+        summaries = f.run(eval_specs(f"learned-{weight_sync}", TASKS[:1], 2, seed=30), timeout_s=300)
         trained = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
         trained.load_state_dict(group.policy_state())
     finally:
         group.shutdown()
+        f.cfg.rollout.weight_sync = "object_store"
     for s in summaries:
         traj = ray.get(buffer.get.remote(s.id))
         assert traj.policy_versions == [1]
