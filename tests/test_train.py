@@ -3,7 +3,7 @@ transformers engine, Chromium on the bundled sandbox sites (the six example task
 ORM (the tiny model zero-shot), and the curriculum's generator as a fake OpenAI-compatible server on
 127.0.0.1. A two-phase run is checked by what it produced: the replay buffer, policy versions reaching the
 workers, generated tasks with lineage that the pool ran, per-phase checkpoints, the report and the plot; then
-`--resume` continues it for a third phase without running or counting anything twice."""
+(marked slow) `--resume` continues it for a third phase without running or counting anything twice."""
 
 from __future__ import annotations
 
@@ -80,8 +80,20 @@ def overrides(model: Path, chat_url: str, run_dir: Path) -> list[str]:
     return [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
 
 
+@pytest.fixture(scope="module")
+def two_phases(cluster, chat, tiny_model_dir, tmp_path_factory):
+    """A two-phase run of `webrl train --config tiny`: (run folder, report, the --set arguments)."""
+    from webrl.cli import main
+
+    root = tmp_path_factory.mktemp("train")
+    sets = overrides(tiny_model_dir, chat.url, root)
+    assert main(["train", "--config", "tiny", *sets]) == 0
+    run = root / "tiny-run"
+    return run, json.loads((run / "report.json").read_text()), sets
+
+
 @pytest.mark.browser
-def test_two_phases_then_resume(cluster, chat, tiny_model_dir, tmp_path):
+def test_two_phases_produce_replay_versions_tasks_checkpoints_report_and_plot(two_phases):
     from actors.replay_buffer import ReplayBuffer
     from curriculum.task_store import TaskStore
     from learner.checkpoint import load_checkpoint
@@ -90,11 +102,7 @@ def test_two_phases_then_resume(cluster, chat, tiny_model_dir, tmp_path):
     from webrl.cli import main
     from webrl.config import LearnerConfig
 
-    sets = overrides(tiny_model_dir, chat.url, tmp_path)
-    assert main(["train", "--config", "tiny", *sets]) == 0
-    run = tmp_path / "tiny-run"
-    report = json.loads((run / "report.json").read_text())
-
+    run, report, sets = two_phases
     # the report: every phase with its sections, versions increasing, the starting policy evaluated
     assert [p["phase"] for p in report["phases"]] == [0, 1]
     p0, p1 = report["phases"]
@@ -145,9 +153,19 @@ def test_two_phases_then_resume(cluster, chat, tiny_model_dir, tmp_path):
         assert manifest["phase"] == k and manifest["version"] == p["version"]
     png = (run / "success_per_phase.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert main(["train", "--config", "tiny", *sets]) == 2  # a new run into the same folder is refused
 
-    # --resume: one more phase from phase 1's checkpoint; nothing run or counted twice
-    before = {k: len(v) for k, v in train.items()}
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_resume_continues_after_the_last_phase_without_running_anything_twice(two_phases):
+    from actors.replay_buffer import ReplayBuffer
+    from webrl.cli import main
+
+    run, report, sets = two_phases
+    p1 = report["phases"][1]
+    with ReplayBuffer(run) as buf:
+        before = {k: buf.count(phase=k, mode="train") for k in (0, 1)}
     assert main(["train", "--resume", str(run), "--set", "learner.phases=3"]) == 0
     report = json.loads((run / "report.json").read_text())
     assert [p["phase"] for p in report["phases"]] == [0, 1, 2]
@@ -157,7 +175,6 @@ def test_two_phases_then_resume(cluster, chat, tiny_model_dir, tmp_path):
     steps = [s for t in buf.query(phase=2, mode="train") for s in t.steps]
     assert steps and {s.policy_version for s in steps} == {p1["version"]}  # the workers got the resumed version
     buf.close()
-    assert main(["train", "--config", "tiny", *sets]) == 2  # a new run into the same folder is refused
 
 
 def _successes(run: Path, phase: int) -> set[str]:
