@@ -8,13 +8,18 @@ from the learner to two rollout engines, and peak memory.
   ``model(input_ids, labels=...)`` loop, whose logits cover every position.
 - ``weight_sync_s``: ``LearnerGroup.publish(fleet)`` with two rollout workers (vLLM): one copy into
   Ray's object store from learner rank 0, both engines load it; wall seconds until both hold it.
+  ``weight_sync_broadcast_s``: the same publish with ``rollout.weight_sync=broadcast`` (buckets of
+  ``--bucket-mb`` from learner rank 0 over gloo on CPU / NCCL on GPU, engines loading as buckets arrive;
+  the channel is formed before the timed runs), alternating with the object-store runs in one run.
+  ``weight_sync_faster`` names the faster mode.
 - ``peak_rss_gb`` of this process (CPU) or ``peak_cuda_gb`` (GPU) over the update runs.
 - ``--strategy ddp|fsdp2`` (``learner.strategy``) runs our side as a ``LearnerGroup`` of ``--ranks``
   Ray actors (default 2; gloo on CPU, NCCL on GPU) splitting each batch, against the same bare loop on
   the whole batch in this process; ``rank_peak_gb`` is each rank's peak memory (FSDP2 shards it).
   Without ``--strategy`` ours runs in this process, one rank, as before.
 
-    python bench/learner.py --json [--model DIR | --tiny] [--skip-sync] [--strategy ddp|fsdp2 [--ranks N]]
+    python bench/learner.py --json [--model DIR | --tiny] [--skip-sync | --sync-only [--bucket-mb MB]]
+                            [--strategy ddp|fsdp2 [--ranks N]]
 """
 
 from __future__ import annotations
@@ -120,7 +125,8 @@ def _bare(model_dir: Path, cfg, batches: list[Batch], lean: bool) -> float:
     return time.perf_counter() - t0
 
 
-def _weight_sync(model_dir: Path, cfg) -> dict:
+def _weight_sync(model_dir: Path, cfg, runs: int = 3) -> dict:
+    """Publish to two engines by the object store and by broadcast, alternating, each on a new version."""
     import ray
 
     from actors.fleet import RolloutFleet
@@ -132,16 +138,25 @@ def _weight_sync(model_dir: Path, cfg) -> dict:
         fleet.wait_ready()
         group = LearnerGroup(1, str(model_dir), cfg.learner, num_cpus_per_rank=0.5)
         batch = _batches(AutoTokenizer.from_pretrained(model_dir).vocab_size, 1, 2, 32, 8)[0]
-        times = []
-        for _ in range(3):
-            group.sft_step(batch)  # a new version to publish
-            _, _, seconds = group.publish(fleet)
-            times.append(seconds)
+        times: dict[str, list[float]] = {"object_store": [], "broadcast": []}
+        for i in range(runs + 1):  # the first round of each is a warm-up (the broadcast forms its channel)
+            for mode in times:
+                fleet.cfg.rollout.weight_sync = mode
+                group.sft_step(batch)  # a new version to publish
+                _, _, seconds = group.publish(fleet)
+                if i:
+                    times[mode].append(seconds)
+        if fleet._channel is None or fleet._channel[1] is None:
+            raise RuntimeError("the broadcast runs fell back to the object store (see the log): nothing to compare")
         group.shutdown()
         fleet.shutdown()
     finally:
         ray.shutdown()
-    return {"weight_sync_s": statistics.median(times), "weight_sync_runs_s": times}
+    store, bcast = statistics.median(times["object_store"]), statistics.median(times["broadcast"])
+    return {"weight_sync_s": store, "weight_sync_runs_s": times["object_store"],
+            "weight_sync_broadcast_s": bcast, "weight_sync_broadcast_runs_s": times["broadcast"],
+            "weight_sync_bucket_mb": cfg.rollout.weight_bucket_mb,
+            "weight_sync_faster": "object_store" if store < bcast else "broadcast"}
 
 
 def main() -> int:
@@ -155,13 +170,16 @@ def main() -> int:
     ap.add_argument("--action-tokens", type=int, default=24)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-sync", action="store_true")
+    ap.add_argument("--sync-only", action="store_true", help="measure the weight sync alone (no throughput runs)")
+    ap.add_argument("--bucket-mb", type=float, help="rollout.weight_bucket_mb for the broadcast runs")
     ap.add_argument("--strategy", choices=["ddp", "fsdp2"], help="run ours as a LearnerGroup of --ranks ranks with "
                     "this learner.strategy (default: one rank in this process)")
     ap.add_argument("--ranks", type=int, default=2, help="learner ranks with --strategy (default: 2)")
     args = ap.parse_args()
 
     cfg = load_config("local", ["rollout.workers=2", "rollout.dtype=float32"]
-                      + ([f"learner.strategy={args.strategy}"] if args.strategy else []))
+                      + ([f"learner.strategy={args.strategy}"] if args.strategy else [])
+                      + ([f"rollout.weight_bucket_mb={args.bucket_mb}"] if args.bucket_mb else []))
     if args.tiny:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
         from conftest import build_tiny_model
@@ -174,6 +192,10 @@ def main() -> int:
         from actors.model_store import resolve_model
 
         model_dir = resolve_model(args.model or cfg.rollout.model)
+    if args.sync_only:
+        result = {"bench": "learner", "model": str(model_dir)} | _weight_sync(model_dir, cfg)
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0
     vocab = AutoModelForCausalLM.from_pretrained(model_dir).config.vocab_size
     batches = _batches(vocab, args.batches, args.batch, args.prompt_tokens, args.action_tokens)
     tokens = sum(int(b.attention_mask.sum()) for b in batches)
