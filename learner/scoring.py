@@ -11,10 +11,9 @@ import contextlib
 import torch
 from torch import Tensor
 
-from learner.group import LearnerGroup, LearnerRank, _free_port
+from learner.group import LearnerGroup, LearnerRank
 from learner.learner import Batch, Learner, autocast_dtype
 from learner.parallel import release
-from webrl.config import LearnerConfig
 
 
 def _autocast(learner: Learner):
@@ -65,14 +64,7 @@ class ScoringGroup(LearnerGroup):
     """A :class:`LearnerGroup` of :class:`ScoringRank` s: every rank scores its shard (under fsdp2 all of
     them must take part), the answers are joined in order."""
 
-    def __init__(self, ranks: int, policy: str | dict, cfg: LearnerConfig, *, micro_batch: int = 4, seed: int = 0,
-                 num_cpus_per_rank: float = 1, num_gpus_per_rank: float = 0, host: str = "127.0.0.1"):
-        import ray
-
-        self._ray = ray
-        address = f"{host}:{_free_port(host)}"
-        actor = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank)(ScoringRank)
-        self.ranks = [actor.remote(r, ranks, address, policy, cfg, micro_batch, seed) for r in range(ranks)]
+    rank_class = ScoringRank
 
     def _scored(self, method: str, batch: Batch) -> Tensor:
         if len(batch) == 0:
