@@ -10,11 +10,12 @@ from typing import Protocol
 
 from actors.engine import Engine, EngineError, Sampling
 from actors.prompt import Round, build_prompt
+from envpool.action_grammar import action_grammar
 from envpool.actions import format_action, parse_action
 from envpool.suites.adhoc import AdhocSuite, is_url
 from webrl.config import WebRLConfig
-from webrl.types import (ActionKind, EnvStep, EpisodeRecord, EpisodeSpec, EpisodeStatus, Outcome, OutcomeSource,
-                         Step, Task, Trajectory)
+from webrl.types import (ActionKind, EnvStep, EpisodeRecord, EpisodeSpec, EpisodeStatus, Observation, Outcome,
+                         OutcomeSource, Step, Task, Trajectory)
 
 
 class Env(Protocol):
@@ -73,10 +74,13 @@ class Agent:
         self.engine, self.cfg, self.worker_id, self.model = engine, cfg, worker_id, model
         self.prompt_budget = engine.max_model_len - cfg.rollout.max_new_tokens
 
-    def sampling(self, mode: str) -> Sampling:
+    def sampling(self, mode: str, obs: Observation | None = None) -> Sampling:
+        """How to sample the next action: the mode's temperature, and under ``rollout.constrained`` the action
+        grammar with element ids below the page's element count (any id when the page reports none)."""
         r = self.cfg.rollout
+        grammar = action_grammar(r.max_new_tokens, (obs.element_count or None) if obs else None) if r.constrained else None
         return Sampling(temperature=r.eval_temperature if mode == "eval" else r.temperature, top_p=r.top_p,
-                        max_tokens=r.max_new_tokens)
+                        max_tokens=r.max_new_tokens, grammar=grammar)
 
     async def run(self, env: Env, spec: EpisodeSpec) -> Trajectory:
         t0 = time.perf_counter()
@@ -98,13 +102,13 @@ class Agent:
 
     async def _loop(self, env: Env, record: EpisodeRecord, traj: Trajectory) -> tuple[EpisodeStatus, str] | None:
         """Play the episode; returns the status and reason of an early stop (None when the environment ended it)."""
-        r, sampling = self.cfg.rollout, self.sampling(traj.mode)
+        r = self.cfg.rollout
         obs, history = record.first_observation, []
         for _ in range(self.cfg.env.max_steps):
             prompt = build_prompt(self.engine.tokenizer, traj.instruction, history, obs, self.prompt_budget)
             g0 = time.perf_counter()
             try:
-                gen = await self.engine.generate(prompt.token_ids, sampling)
+                gen = await self.engine.generate(prompt.token_ids, self.sampling(traj.mode, obs))
             except (EngineError, ValueError) as e:
                 return EpisodeStatus.error, f"the policy could not generate: {e}"
             e0 = time.perf_counter()

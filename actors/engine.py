@@ -14,6 +14,7 @@ built; the transformers engine is the fallback, and the reference the vLLM one i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import queue
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from envpool.action_grammar import ActionGrammar
 from webrl.hardware import cpu_has_bf16
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ class Sampling:
     top_p: float = 1.0
     max_tokens: int = 128
     seed: int | None = None  # per request; honoured by vLLM
+    # the action grammar the output must follow (envpool.action_grammar.action_grammar), None: free text;
+    # the log-probs reported stay those of the unconstrained model (actors/constraint.py says why)
+    grammar: ActionGrammar | None = None
 
 
 @dataclass
@@ -102,7 +107,7 @@ class Engine:
                 "(cut the prompt: actors.prompt.build_prompt takes a token budget)"))
             return fut
         if sampling.max_tokens > room:
-            sampling = Sampling(sampling.temperature, sampling.top_p, room, sampling.seed)
+            sampling = dataclasses.replace(sampling, max_tokens=room)
         self._inbox.put(_Request(f"r{next(self._ids)}", list(prompt_token_ids), sampling, fut))
         return fut
 

@@ -1,5 +1,7 @@
 """The transformers engine: the fallback where vLLM cannot run, and the reference vLLM is tested
-against. Requests waiting together form one left-padded batch per sampling setting."""
+against. Requests waiting together form one left-padded batch per sampling setting; requests with
+a grammar (``Sampling.grammar``) are masked by it, row by row, in the same batch as those without.
+The log-probs come from the raw logits: the unconstrained model at temperature 1."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Mapping
 
+from actors.constraint import GrammarCache, HFGrammarMask
 from actors.engine import Engine, Generation, _Request, resolve_dtype
 
 
@@ -26,6 +29,7 @@ class HFEngine(Engine):
         self.eos = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos)
         self._pending: list[_Request] = []
+        self._grammars: GrammarCache | None = None
         self._start()
 
     def _admit(self, reqs: list[_Request]) -> None:
@@ -53,7 +57,8 @@ class HFEngine(Engine):
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=max_tokens,
-                do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
+                do_sample=sample, temperature=1.0 if sample else None, top_p=1.0 if sample else None,
+                logits_processor=self._processors(reqs, width, temperature, top_p),
                 top_k=None, pad_token_id=self.pad, eos_token_id=sorted(self.eos),
                 output_logits=True, return_dict_in_generate=True,
             )
@@ -68,6 +73,28 @@ class HFEngine(Engine):
             end = end or len(tokens)
             results.append((r.id, self._generation(r, tokens[:end], picked[i, :end].tolist(), reason)))
         return results
+
+    def _processors(self, reqs: list[_Request], width: int, temperature: float, top_p: float):
+        """The grammar mask of the requests that have one, then temperature and top-p: in this order, so
+        that top-p keeps a share of the tokens the grammar allows (generate would put ours last)."""
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        out = LogitsProcessorList()
+        if any(r.sampling.grammar for r in reqs):
+            grammars = self._grammar_cache()
+            out.append(HFGrammarMask([grammars.mask(r.sampling.grammar, r.sampling.max_tokens) if r.sampling.grammar
+                                      else None for r in reqs], width))
+        if temperature > 0 and temperature != 1.0:
+            out.append(TemperatureLogitsWarper(temperature))
+        if temperature > 0 and top_p < 1.0:
+            out.append(TopPLogitsWarper(top_p))
+        return out
+
+    def _grammar_cache(self) -> GrammarCache:
+        if self._grammars is None:  # built on the first constrained request (about 1 s)
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            self._grammars = GrammarCache(self.tokenizer, vocab, self.eos)
+        return self._grammars
 
     def _apply_weights(self, weights: Mapping) -> None:
         expected = set(self.model.state_dict())

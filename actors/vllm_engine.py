@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from actors.constraint import GRAMMAR_KEY
 from actors.engine import Engine, Generation, _Request, resolve_dtype
 
 
@@ -31,10 +32,13 @@ class VLLMEngine(Engine):
                               "pip install -e .[gpu]), or set rollout.engine=transformers") from e
         import torch
 
+        from actors.vllm_grammar import ActionGrammarProcessor
+
         args = {
             "model": str(model_path), "dtype": resolve_dtype(cfg.dtype), "seed": seed, "max_model_len": max_model_len,
             "enforce_eager": cfg.vllm.enforce_eager, "max_num_seqs": cfg.vllm.max_num_seqs,
             "disable_log_stats": True,
+            "logits_processors": [ActionGrammarProcessor],  # masks requests with a grammar, no others
         }
         if torch.cuda.is_available():
             args["gpu_memory_utilization"] = cfg.vllm.gpu_memory_utilization
@@ -47,7 +51,8 @@ class VLLMEngine(Engine):
         for r in reqs:
             s = r.sampling
             params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed,
-                                    logprobs=0)  # the sampled token's log-prob, from the raw logits
+                                    logprobs=0,  # the sampled token's log-prob, from the raw logits
+                                    extra_args={GRAMMAR_KEY: s.grammar} if s.grammar else None)
             self.engine.add_request(r.id, {"type": "token", "prompt_token_ids": r.prompt}, params)
 
     def _advance(self) -> list[tuple[str, Generation]]:

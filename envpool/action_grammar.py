@@ -1,45 +1,62 @@
-"""The action grammar as a regular expression, for constrained decoding.
+"""The action grammar for constrained decoding: a regex, and the budget rule that ends every action
+within its token budget.
 
 The regex accepts exactly the canonical text :func:`envpool.actions.format_action` writes: one call,
-no comment lines, keyword arguments in the order ``action, argument, element``, double quotes, and in
-quoted text only the escapes ``format_action`` writes (``\\"``, ``\\\\``, ``\\n``, ``\\r``). Every
-string it accepts parses with :func:`envpool.actions.parse_action` to a valid action; every action
-``format_action`` writes matches it, as long as its argument and element fit the bounds below
-(``tests/test_action_grammar.py`` checks both).
+no comment lines, keyword arguments in the order ``action, argument, element``, double quotes, in
+quoted text only the escapes ``format_action`` writes (``\\"``, ``\\\\``, ``\\n``, ``\\r``), element ids
+without leading zeros and below the page's element count when it is given. So every string it
+accepts parses with :func:`envpool.actions.parse_action` to a valid action, and every action
+``format_action`` writes (ids in range) matches it (``tests/test_action_grammar.py`` checks both).
 
-Bounds, so that a constrained decoder always finishes an action within its token budget: every token
-but the special ones (which the grammar never allows) spans at least one UTF-8 byte, so an output of
-``b`` bytes takes at most ``b`` tokens. Each action form gets the longest argument that keeps its whole
-text within ``max_tokens - 1`` bytes (one token is left for the end-of-sequence token), counting
-:data:`MAX_BYTES_PER_CHAR` bytes per argument character (a character outside ASCII, or an escape,
-takes up to 4). Element ids are bounded by the page's element count when it is given.
+Free text (the ``argument=`` of Type, Search and Select, the ``message=`` of exit) has no length in
+the regex: a bounded repetition there makes xgrammar check every token of the vocabulary at run
+time (~35 ms a token against ~0.01 ms unbounded, measured on SmolLM2's tokenizer). Its length is
+bounded in tokens instead, by the decoder (``actors/constraint.py``), with :class:`ActionGrammar`'s
+numbers: every token but the special ones (which the grammar never allows) spans at least one byte,
+so the rest of an action takes at most as many tokens as it has bytes. Inside free text, with ``r``
+tokens left counting the next one, a token that does not close the text is allowed only if the way
+out still fits after it: ``close`` bytes (the closing quote and the rest of the action, longest
+element id), one more byte if the token ends halfway through an escape, and the end-of-sequence
+token (``r - 1 >= close + 1 + pending``). A token that closes it is always allowed. Outside free
+text the action is fixed or bounded (ids), and :func:`min_max_tokens` is the smallest budget that
+holds the longest action with empty free text, its end-of-sequence token and one byte of slack (for
+a token that opens free text and ends in an escape). A single-byte closing quote, or a single byte
+that ends an escape, is always in a byte-level vocabulary, so the rule never leaves no token.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from envpool.actions import CANONICAL, QUOTE_ESCAPES, SIGNATURE
 from webrl.types import ActionKind
 
-MAX_BYTES_PER_CHAR = 4  # UTF-8: a character takes 1 to 4 bytes, an escape 2
 MAX_ELEMENT_DIGITS = 5  # element ids below 100000 when the page's element count is not given
-# a character of quoted text: anything but what format_action escapes, or one of its escapes
+FREE_TEXT_KEYS = ("argument", "message")  # the keyword arguments whose values are free text
+# one character of quoted text: anything but what format_action escapes, or one of its escapes
 _STRING_CHAR = "[^" + "".join(QUOTE_ESCAPES.values()) + "]"
-_STRING_ESCAPE = r"\\[" + "".join(re.escape(e[1]) for e in QUOTE_ESCAPES.values()) + "]"
-
-
+_STRING_ESCAPE = r"\\[" + "".join("\\" + e[1] if e[1] in "\\]^-" else e[1] for e in QUOTE_ESCAPES.values()) + "]"
+FREE_TEXT = f"(?:{_STRING_CHAR}|{_STRING_ESCAPE})*"
 _REGEX_SPECIAL = set("()[]{}?*+|^$.\\")
+
+
+class GrammarError(ValueError):
+    """The token budget is too small for the action grammar; the message says what it needs."""
+
+
+@dataclass(frozen=True)
+class ActionGrammar:
+    """What a constrained decoder needs: the regex, and for the budget rule each free-text opener
+    (``argument="``) with the most bytes from its closing quote to the end of the action."""
+
+    regex: str
+    free_text: tuple[tuple[str, int], ...]
 
 
 def regex_literal(text: str) -> str:
     """``text`` as a regex that matches it, escaping only the metacharacters (xgrammar reads no others)."""
     return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in text)
-
-
-class GrammarError(ValueError):
-    """The token budget is too small for the action grammar; the message says what it needs."""
 
 
 def integer_range_regex(upper: int) -> str:
@@ -49,29 +66,24 @@ def integer_range_regex(upper: int) -> str:
     digits = str(upper)
     if len(digits) == 1:
         return f"[0-{digits}]"
-    parts = ["[0-9]"] + [f"[1-9][0-9]{{{n - 1}}}" for n in range(2, len(digits))]  # all shorter numbers
+    parts = ["[0-9]"] + ["[1-9]" + "[0-9]" * (n - 1) for n in range(2, len(digits))]  # all shorter numbers
     for i, d in enumerate(digits):  # as long as `upper`: the same prefix, a smaller digit, then any digits
         low = 1 if i == 0 else 0
         if int(d) > low:
-            rest = len(digits) - i - 1
             span = str(low) if int(d) - 1 == low else f"[{low}-{int(d) - 1}]"
-            parts.append(digits[:i] + span + (f"[0-9]{{{rest}}}" if rest else ""))
+            parts.append(digits[:i] + span + "[0-9]" * (len(digits) - i - 1))
     parts.append(digits)
     return "(?:" + "|".join(parts) + ")"
 
 
-def _takes_argument(kind: ActionKind) -> bool:
-    return kind is ActionKind.exit or "argument" in SIGNATURE[kind]
-
-
-def _form(kind: ActionKind, argument: str, element: str, literal=lambda s: s) -> str:
-    """The canonical text of ``kind`` around ``argument`` and ``element``; ``literal`` escapes the fixed
+def _form(kind: ActionKind, text: str, element: str, literal=lambda s: s) -> str:
+    """The canonical text of ``kind`` around free ``text`` and ``element``; ``literal`` escapes the fixed
     parts (:func:`regex_literal` to make a regex)."""
     if kind is ActionKind.exit:
-        return literal('exit(message="') + argument + literal('")')
+        return literal('exit(message="') + text + literal('")')
     parts = [literal(f'action="{CANONICAL[kind]}"')]
     if "argument" in SIGNATURE[kind]:
-        parts.append(literal('argument="') + argument + literal('"'))
+        parts.append(literal('argument="') + text + literal('"'))
     if "element" in SIGNATURE[kind]:
         parts.append(literal('element="') + element + literal('"'))
     return literal("do(") + literal(", ").join(parts) + literal(")")
@@ -82,44 +94,47 @@ def _kinds(element_count: int | None) -> list[ActionKind]:
     return [k for k in [*CANONICAL, ActionKind.exit] if element_count != 0 or "element" not in SIGNATURE.get(k, ())]
 
 
-def _element_digits(element_count: int | None) -> int:
-    return MAX_ELEMENT_DIGITS if element_count is None else len(str(max(element_count - 1, 0)))
+def _longest_id(element_count: int | None) -> str:
+    return "9" * MAX_ELEMENT_DIGITS if element_count is None else str(max(element_count - 1, 0))
 
 
-def _fixed_bytes(kind: ActionKind, element_count: int | None) -> int:
-    """UTF-8 bytes of ``kind``'s text with an empty argument and the longest element id."""
-    return len(_form(kind, "", "0" * _element_digits(element_count)).encode())
+def _close_bytes(element_count: int | None) -> tuple[tuple[str, int], ...]:
+    """Each free-text opener and the most bytes after the text it opens (closing quote included)."""
+    out = {}
+    for kind in _kinds(element_count):
+        text = _form(kind, "\0", _longest_id(element_count))
+        if "\0" in text:
+            head, tail = text.split("\0")
+            opener = next(f'{key}="' for key in FREE_TEXT_KEYS if head.endswith(f'{key}="'))
+            out[opener] = max(out.get(opener, 0), len(tail.encode()))
+    return tuple(sorted(out.items()))
 
 
-def argument_limits(max_tokens: int, element_count: int | None = None) -> dict[ActionKind, int]:
-    """The longest argument (in characters) of each action kind that takes one, such that its whole
-    text plus the end-of-sequence token fits in ``max_tokens`` tokens."""
-    return {k: (max_tokens - 1 - _fixed_bytes(k, element_count)) // MAX_BYTES_PER_CHAR
-            for k in _kinds(element_count) if _takes_argument(k)}
+def min_max_tokens(element_count: int | None = None) -> int:
+    """The smallest token budget for constrained actions: the longest action with empty free text, its
+    end-of-sequence token, and one byte of slack (see the module docstring)."""
+    return max(len(_form(k, "", _longest_id(element_count)).encode()) for k in _kinds(element_count)) + 2
 
 
-def min_max_tokens(element_count: int | None = None, min_argument_chars: int = 1) -> int:
-    """The smallest token budget under which every action form fits with ``min_argument_chars``."""
-    return 1 + max(_fixed_bytes(k, element_count) + (min_argument_chars * MAX_BYTES_PER_CHAR if _takes_argument(k) else 0)
-                   for k in _kinds(element_count))
-
-
-@lru_cache(maxsize=1024)
-def action_regex(max_tokens: int, element_count: int | None = None) -> str:
-    """The action grammar as a regex (the same text in Python ``re`` and xgrammar syntax) for outputs of
-    at most ``max_tokens`` tokens, the end-of-sequence token included, with element ids below
-    ``element_count`` (None: any id of up to :data:`MAX_ELEMENT_DIGITS` digits; 0: no element actions)."""
+def action_regex(element_count: int | None = None) -> str:
+    """The action grammar as a regex (the same text in Python ``re`` and xgrammar syntax), element ids
+    below ``element_count`` (None: any id of up to :data:`MAX_ELEMENT_DIGITS` digits; 0: no element actions)."""
     if element_count is not None and element_count < 0:
         raise ValueError(f"element_count must be >= 0, not {element_count}")
-    need = min_max_tokens(element_count)
-    if max_tokens < need:
-        raise GrammarError(f"a constrained action needs up to {need} tokens, but the budget is {max_tokens}: "
-                           f"set rollout.max_new_tokens >= {need} (or rollout.constrained=false)")
     if element_count is None:
-        element = f"(?:0|[1-9][0-9]{{0,{MAX_ELEMENT_DIGITS - 1}}})"
+        element = integer_range_regex(10 ** MAX_ELEMENT_DIGITS - 1)
     else:
         element = integer_range_regex(max(element_count - 1, 0))
-    limits = argument_limits(max_tokens, element_count)
-    forms = [_form(k, f"(?:{_STRING_CHAR}|{_STRING_ESCAPE}){{0,{limits[k]}}}" if k in limits else "", element,
-                   regex_literal) for k in _kinds(element_count)]
+    forms = [_form(k, FREE_TEXT, element, regex_literal) for k in _kinds(element_count)]
     return "(?:" + "|".join(forms) + ")"
+
+
+@lru_cache(maxsize=4096)
+def action_grammar(max_tokens: int, element_count: int | None = None) -> ActionGrammar:
+    """The grammar for actions of at most ``max_tokens`` tokens (end-of-sequence token included) on a
+    page with ``element_count`` elements; refuses a budget below :func:`min_max_tokens`."""
+    need = min_max_tokens(element_count)
+    if max_tokens < need:
+        raise GrammarError(f"a constrained action needs a budget of {need} tokens, but it is {max_tokens}: "
+                           f"set rollout.max_new_tokens >= {need} (or rollout.constrained=false)")
+    return ActionGrammar(action_regex(element_count), _close_bytes(element_count))

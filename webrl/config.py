@@ -258,7 +258,7 @@ class RolloutConfig(Section):
     constrained: bool = Field(False, description=(
         "Decode actions under the action grammar (envpool/action_grammar.py): every output is one canonical action "
         "that parses (a small model otherwise writes prose), element ids below the page's element count, arguments "
-        "short enough that the action ends within max_new_tokens (then max_new_tokens must be >= 70). The log-probs "
+        "short enough that the action ends within max_new_tokens (which must then be >= 67). The log-probs "
         "the engines report, and the learner's π and π_ref, stay those of the unconstrained model "
         "(actors/constraint.py says why)."))
     max_parse_failures: int = Field(5, gt=0, description="Paper: stop after this many unparsable actions in a row.")
