@@ -132,7 +132,8 @@ def _load_adapter(folder: Path, learner: Learner) -> None:
         raise ValueError(f"{folder / 'adapter'} does not fit this model's adapters: unexpected "
                          f"{result.unexpected_keys[:3]} (another learner.lora rank or target_modules?)")
     saved, ours = _safetensors(folder / "policy"), merged(learner.policy).state_dict()
-    off = [k for k, v in saved.items() if k in ours and not torch.allclose(ours[k].float(), v.float(), rtol=1e-5, atol=1e-6)]
+    off = [k for k, v in saved.items()
+           if k in ours and not torch.allclose(ours[k].float(), v.float(), rtol=1e-5, atol=1e-6)]
     if off:
         raise ValueError(f"the adapters in {folder / 'adapter'} merged into this learner's base model do not give the "
                          f"checkpoint's policy ({len(off)} tensors differ, e.g. {off[0]}): build the learner on the base "

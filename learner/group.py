@@ -80,7 +80,10 @@ class LearnerRank:
 
     def local_policy_state(self) -> dict:
         """This rank's own tensors (under fsdp2: its shards), to check what each rank holds."""
-        return {k: getattr(v, "_local_tensor", v).detach().cpu().clone() for k, v in self.learner.policy.state_dict().items()}
+        from torch.distributed.tensor import DTensor
+
+        return {k: (v.to_local() if isinstance(v, DTensor) else v).detach().cpu().clone()
+                for k, v in self.learner.policy.state_dict().items()}
 
     def publish_weights(self) -> tuple[int, list] | None:
         """Rank 0 puts the policy's whole weights in Ray's object store once; returns (version,
@@ -160,13 +163,15 @@ def _free_port(host: str) -> int:
 class LearnerGroup:
     """Drives N :class:`LearnerRank` actors in lock step; results come from rank 0."""
 
+    rank_class = LearnerRank  # a subclass of LearnerGroup may run a LearnerRank subclass that answers more
+
     def __init__(self, ranks: int, policy: str | dict, cfg: LearnerConfig, *, micro_batch: int = 4, seed: int = 0,
                  num_cpus_per_rank: float = 1, num_gpus_per_rank: float = 0, host: str = "127.0.0.1"):
         import ray
 
         self._ray = ray
         address = f"{host}:{_free_port(host)}"
-        actor = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank)(LearnerRank)
+        actor = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank)(self.rank_class)
         self.ranks = [actor.remote(r, ranks, address, policy, cfg, micro_batch, seed) for r in range(ranks)]
 
     def _all(self, method: str, *args):

@@ -20,6 +20,16 @@ from learner.parallel import full_state_dict
 from webrl.config import LearnerConfig, LoraConfig
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The in-process baselines on one thread: the two ranks already take a core each, and a tiny model
+    gains nothing from more (oversubscribed OpenMP threads slow it down many times)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray")

@@ -97,7 +97,7 @@ def test_sft_resume_continues_the_same_run(demo_file, tiny_model_dir, tmp_path):
     for name in ("manifest.json",):
         a, b = json.loads((straight / name).read_text()), json.loads((resumed / name).read_text())
         assert a["step"] == b["step"] == 8 and a["version"] == b["version"] == 8
-    want, got = load_file(straight / "policy" / "model.safetensors"), load_file(resumed / "policy" / "model.safetensors")
+    want, got = (load_file(f / "policy" / "model.safetensors") for f in (straight, resumed))
     assert set(want) == set(got) and all(torch.allclose(want[k], got[k], atol=1e-6) for k in want)
     want, got = (torch.load(f / "optimizer.pt", weights_only=True)["sft"] for f in (straight, resumed))
     assert want["param_groups"] == got["param_groups"]
