@@ -20,6 +20,7 @@ from rich.table import Table
 
 from envpool.pool import remote_pool
 from envpool.suites.miniwob_scripts import POLICIES, scripted_action
+from envpool.suites.miniwob_split import SPLITS, fingerprint, is_heldout, split_of, task_name
 from webrl.cluster import init_ray
 from webrl.config import WebRLConfig
 from webrl.types import EpisodeRecord
@@ -28,42 +29,87 @@ console = Console()
 
 
 async def _episode(pool, task_id: str, seed: int, max_steps: int) -> EpisodeRecord:
+    """One episode of the scripted policy. A policy that cannot go on ends its own episode (the
+    record's reason says why), never the run."""
     rec = await pool.reset.remote(task_id, seed)
-    obs = rec.first_observation
+    obs, history, gave_up = rec.first_observation, [], None
     for _ in range(max_steps):
         if rec.status.value != "running" or obs is None:
             break
-        step = await pool.step.remote(rec.episode_id, scripted_action(task_id, rec.instruction, obs.html))
+        try:
+            text = scripted_action(task_id, rec.instruction, obs.html, history)
+        except Exception as e:  # noqa: BLE001 - any policy error: this episode fails, the others go on
+            gave_up = f"the scripted policy gave up: {type(e).__name__}: {e}"
+            break
+        history.append(text)
+        step = await pool.step.remote(rec.episode_id, text)
         obs = step.observation
         if step.done:
             break
-    return await pool.close.remote(rec.episode_id)
+    final = await pool.close.remote(rec.episode_id)
+    if gave_up:
+        final.reason = f"{final.reason}; {gave_up}"
+    return final
 
 
-async def _run_all(pools, jobs, max_steps, progress, bar) -> list[EpisodeRecord]:
+async def _run_all(pools, jobs, max_steps, contexts, progress, bar) -> list[EpisodeRecord]:
+    gate = asyncio.Semaphore(contexts * len(pools))  # no episode waits for a context long enough to time out
+
     async def one(i, task_id, seed):
-        rec = await _episode(pools[i % len(pools)], task_id, seed, max_steps)
+        async with gate:
+            rec = await _episode(pools[i % len(pools)], task_id, seed, max_steps)
         progress.advance(bar)
         return rec
 
     return await asyncio.gather(*(one(i, t, s) for i, (t, s) in enumerate(jobs)))
 
 
-def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, report: str | None,
-             save: str | None = None) -> int:
-    names = tasks or sorted(POLICIES)
-    unknown = [n for n in names if n.split("/", 1)[-1] not in POLICIES]
+class DemoRefused(ValueError):
+    """The demo was asked for something it must not do; the message says what and how to proceed."""
+
+
+def scripted_tasks(tasks: list[str] | None, split: str | None, save: bool, allow_heldout: bool) -> list[str]:
+    """The MiniWoB++ task names to demonstrate: the named ones, else the scripted tasks of ``split``,
+    else every scripted task (only the ``train`` ones when saving). Held-out tasks are never saved as
+    demonstrations unless ``allow_heldout`` (evaluation only); :class:`DemoRefused` says why not."""
+    if split is not None and split not in SPLITS:
+        raise DemoRefused(f"miniwob has no split '{split}'; its splits: {', '.join(SPLITS)}")
+    if tasks:
+        names = [task_name(t) for t in tasks]
+    else:
+        names = [n for n in sorted(POLICIES) if (split_of(n) == split if split else not (save and is_heldout(n)))]
+    unknown = [n for n in names if n not in POLICIES]
     if unknown:
-        console.print(f"[red]no scripted policy for {', '.join(unknown)}[/]; scripted: {', '.join(sorted(POLICIES))}")
+        raise DemoRefused(f"no scripted policy for {', '.join(unknown)}; scripted: {', '.join(sorted(POLICIES))}")
+    outside = [n for n in names if split is not None and split_of(n) != split]
+    if outside:
+        raise DemoRefused(f"{', '.join(outside)} not in split '{split}' of miniwob")
+    heldout = [n for n in names if is_heldout(n)]
+    if save and heldout and not allow_heldout:
+        raise DemoRefused(
+            f"{', '.join(heldout)} {'is a held-out task' if len(heldout) == 1 else 'are held-out tasks'} "
+            "(envpool/suites/miniwob_split.py): held-out tasks are never used for demonstrations, SFT or RL. "
+            "Leave them out (--split train), or pass --allow-heldout to save them for evaluation only")
+    return names
+
+
+def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, report: str | None,
+             save: str | None = None, split: str | None = None, allow_heldout: bool = False) -> int:
+    try:
+        names = scripted_tasks(tasks, split, bool(save), allow_heldout)
+    except DemoRefused as e:
+        console.print(f"[red]{e}[/]", highlight=False)
         return 2
-    jobs = [(f"miniwob/{n.split('/', 1)[-1]}", s) for n in names for s in range(seeds)]
+    if save and allow_heldout and any(is_heldout(n) for n in names):
+        console.print("[yellow]saving held-out tasks: for evaluation only, never train on them[/]")
+    jobs = [(f"miniwob/{n}", s) for n in names for s in range(seeds)]
     ray = init_ray(cfg.ray)
     actors = [remote_pool(cfg.env, num_cpus=0) for _ in range(pools)]
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         bar = progress.add_task("episodes", total=len(jobs))
-        records = asyncio.run(_run_all(actors, jobs, cfg.env.max_steps, progress, bar))
+        records = asyncio.run(_run_all(actors, jobs, cfg.env.max_steps, cfg.env.browser.contexts, progress, bar))
     wall = time.perf_counter() - t0
     health = ray.get([a.health.remote() for a in actors])
     ray.get([a.shutdown.remote() for a in actors])
@@ -72,20 +118,21 @@ def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, 
     for r in records:
         by_task[r.task_id].append(r)
     table = Table(title="webrl env demo: scripted policies on MiniWoB++")
-    for col in ("task", "episodes", "success", "steps/ep", "ms/step", "not done"):
+    for col in ("task", "split", "episodes", "success", "steps/ep", "ms/step", "not done"):
         table.add_column(col, justify="left" if col == "task" else "right")
     rows = []
     for task_id, recs in sorted(by_task.items()):
         step_ms = [s.elapsed_s * 1000 for r in recs for s in r.steps]
         failed = [f"{r.status.value}: {r.reason}" for r in recs if r.status.value != "done"]
         row = {
-            "task": task_id, "episodes": len(recs), "success_rate": sum(r.reward > 0 for r in recs) / len(recs),
+            "task": task_id, "split": split_of(task_id) if task_id.startswith("miniwob/") else None,
+            "episodes": len(recs), "success_rate": sum(r.reward > 0 for r in recs) / len(recs),
             "steps_per_episode": statistics.mean(len(r.steps) for r in recs),
             "ms_per_step": statistics.mean(step_ms) if step_ms else 0.0, "not_done": failed,
         }
         rows.append(row)
-        table.add_row(task_id, str(row["episodes"]), f"{row['success_rate']:.0%}", f"{row['steps_per_episode']:.1f}",
-                      f"{row['ms_per_step']:.0f}", str(len(failed)))
+        table.add_row(task_id, row["split"] or "", str(row["episodes"]), f"{row['success_rate']:.0%}",
+                      f"{row['steps_per_episode']:.1f}", f"{row['ms_per_step']:.0f}", str(len(failed)))
     total_steps = sum(len(r.steps) for r in records)
     success = sum(r.reward > 0 for r in records) / max(len(records), 1)
     console.print(table)
@@ -99,6 +146,7 @@ def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, 
         console.print(f"{len(records)} episode records written to {Path(save) / 'demos.jsonl'} (webrl sft --data {save})")
     if report:
         Path(report).write_text(json.dumps({"success_rate": success, "episodes": len(records), "steps": total_steps,
-                                            "wall_s": wall, "tasks": rows, "pools": health}, indent=2))
+                                            "wall_s": wall, "tasks": rows, "pools": health,
+                                            "miniwob_split": fingerprint()}, indent=2))
         console.print(f"report written to {report}")
     return 0 if success == 1.0 else 1

@@ -8,9 +8,13 @@ hand-written observations, and that the split is complete, disjoint and fixed.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from envpool.demo import DemoRefused, scripted_tasks
 from envpool.pool import BrowserPool
 from envpool.suites import Suites, UnknownTask
 from envpool.suites.miniwob import miniwob_html_dir
@@ -21,6 +25,7 @@ from webrl.config import load_config
 from webrl.types import EpisodeStatus
 
 CONTEXTS = 4
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _pool_config():
@@ -167,3 +172,53 @@ def test_miniwob_suite_exposes_the_split(cfg):
         suites.select("miniwob", ["click-dialog-2"], split="train")
     with pytest.raises(KeyError, match="its splits: train, heldout"):
         suites.select("miniwob", split="test")
+
+
+# ---- webrl env demo: held-out tasks are not demonstrations ------------------------------------
+def test_demo_task_choice_leaves_held_out_tasks_out_of_saved_demos():
+    every = scripted_tasks(None, None, save=False, allow_heldout=False)
+    saved = scripted_tasks(None, None, save=True, allow_heldout=False)
+    assert every == sorted(POLICIES)
+    assert saved == sorted(n for n in POLICIES if not is_heldout(n))
+    assert scripted_tasks(None, "heldout", save=False, allow_heldout=False) == sorted(n for n in POLICIES if is_heldout(n))
+    assert scripted_tasks(["miniwob/focus-text-2"], None, save=True, allow_heldout=True) == ["focus-text-2"]
+    with pytest.raises(DemoRefused, match="focus-text-2 is a held-out task .* never used for demonstrations"):
+        scripted_tasks(["focus-text-2", "focus-text"], None, save=True, allow_heldout=False)
+    with pytest.raises(DemoRefused, match="are held-out tasks"):
+        scripted_tasks(None, "heldout", save=True, allow_heldout=False)
+    with pytest.raises(DemoRefused, match="focus-text-2 not in split 'train'"):
+        scripted_tasks(["focus-text-2"], "train", save=False, allow_heldout=False)
+    with pytest.raises(DemoRefused, match="no split 'test'; its splits: train, heldout"):
+        scripted_tasks(None, "test", save=False, allow_heldout=False)
+    with pytest.raises(DemoRefused, match="no scripted policy for drag-box"):
+        scripted_tasks(["drag-box"], None, save=False, allow_heldout=False)
+
+
+def _webrl(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "webrl.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_env_demo_refuses_to_save_held_out_tasks(tmp_path):
+    proc = _webrl("env", "demo", "--tasks", "click-test,click-dialog-2", "--save", str(tmp_path / "demos"),
+                  "--config", "tiny")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "click-dialog-2 is a held-out task" in out and "--allow-heldout" in out
+    assert not (tmp_path / "demos").exists()
+
+
+@pytest.mark.browser
+def test_env_demo_save_writes_demonstrations_that_sft_reads(tmp_path):
+    from learner.sft import load_demos
+
+    out = tmp_path / "demos"
+    proc = _webrl("env", "demo", "--tasks", "click-button-sequence,enter-text", "--seeds", "2", "--save", str(out),
+                  "--config", "tiny")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    demos = load_demos([out])
+    assert len(demos) == 4  # every episode succeeded, and each is one demonstration
+    # two actions each: ONE then TWO; type the text then press Submit
+    assert [len(d.rounds) for d in demos] == [2, 2, 2, 2]
+    sequence = [a for d in demos if "button ONE" in d.instruction for _, a in d.rounds]
+    assert sequence == ['do(action="Click", element="0")', 'do(action="Click", element="1")'] * 2

@@ -76,10 +76,11 @@ async def _play(cfg: WebRLConfig, target: str, seed: int | None, actions: list[s
         if rec.status.value != "running":
             console.print(f"[bold red]episode ended at reset ({rec.status.value}):[/] {rec.reason}", highlight=False)
             return 1
-        obs, step_no = rec.first_observation, 0
+        obs, step_no, played = rec.first_observation, 0, []
         pending = list(actions)
         while pending or scripted:
-            text = pending.pop(0) if pending else scripted_action(rec.task_id, rec.instruction, obs.html)
+            text = pending.pop(0) if pending else scripted_action(rec.task_id, rec.instruction, obs.html, played)
+            played.append(text)
             step_no += 1
             step = await pool.step(rec.episode_id, text)
             console.rule(f"step {step_no}: {text}", style="cyan")
@@ -110,7 +111,8 @@ def cmd_env_demo(cfg: WebRLConfig, args) -> int:
     from envpool.demo import run_demo
 
     return run_demo(cfg, tasks=args.tasks.split(",") if args.tasks else None, seeds=args.seeds,
-                    pools=args.pools, report=args.report, save=args.save)
+                    pools=args.pools, report=args.report, save=args.save, split=args.split,
+                    allow_heldout=args.allow_heldout)
 
 
 # ---- sites ------------------------------------------------------------------------------------
@@ -202,10 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = env_sub.add_parser("demo", help="scripted MiniWoB++ episodes on Ray browser-pool actors, with a summary table")
     p.add_argument("--tasks", help="comma-separated task names (default: every task with a scripted policy)")
+    p.add_argument("--split", help="only the scripted tasks of this split: train or heldout "
+                   "(envpool/suites/miniwob_split.py); --save leaves the held-out tasks out unless --allow-heldout")
     p.add_argument("--seeds", type=int, default=3, help="episodes per task (seeds 0..N-1)")
     p.add_argument("--pools", type=int, default=1, help="BrowserPool actors to spread episodes over")
     p.add_argument("--report", metavar="PATH", help="write the results as JSON")
     p.add_argument("--save", metavar="DIR", help="write every episode record to DIR/demos.jsonl (demonstrations for webrl sft)")
+    p.add_argument("--allow-heldout", action="store_true", help="with --save: also save held-out MiniWoB++ tasks, for "
+                   "evaluation only (held-out tasks are never used for demonstrations, SFT or RL)")
     _config_args(p)
     p.set_defaults(func=cmd_env_demo)
 
