@@ -1,8 +1,9 @@
-"""``webrl env demo``: scripted MiniWoB++ episodes on Ray BrowserPool actors.
+"""``webrl env demo``: scripted MiniWoB++ episodes, or the sandbox tasks' oracles, on Ray BrowserPool actors.
 
 Until ``webrl train`` lands this is the project's main job: it exercises the pool end to end on a
 real Ray cluster (actors, concurrent episodes, crash-safe records) and prints what a person wants to
-see: a progress bar, a per-task table, throughput and pool health.
+see: a progress bar, a per-task table, throughput and pool health. With ``--save`` the episode records
+are demonstrations for ``webrl sft`` (``--suite sandbox``: every seed task's oracle, replayed verbatim).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from envpool.pool import remote_pool
+from envpool.sandbox.oracle import save_demos
 from envpool.suites.miniwob_scripts import POLICIES, scripted_action
 from envpool.suites.miniwob_split import SPLITS, fingerprint, is_heldout, split_of, task_name
 from webrl.cluster import init_ray
@@ -28,19 +30,22 @@ from webrl.types import EpisodeRecord
 console = Console()
 
 
-async def _episode(pool, task_id: str, seed: int, max_steps: int) -> EpisodeRecord:
-    """One episode of the scripted policy. A policy that cannot go on ends its own episode (the
-    record's reason says why), never the run."""
+async def _episode(pool, task_id: str, seed: int | None, max_steps: int, oracle: list[str] | None) -> EpisodeRecord:
+    """One episode: the scripted policy's actions, or (``oracle`` given) the oracle's, verbatim. A
+    policy that cannot go on ends its own episode (the record's reason says why), never the run."""
     rec = await pool.reset.remote(task_id, seed)
     obs, history, gave_up = rec.first_observation, [], None
-    for _ in range(max_steps):
+    for number in range(max_steps if oracle is None else min(max_steps, len(oracle))):
         if rec.status.value != "running" or obs is None:
             break
-        try:
-            text = scripted_action(task_id, rec.instruction, obs.html, history)
-        except Exception as e:  # noqa: BLE001 - any policy error: this episode fails, the others go on
-            gave_up = f"the scripted policy gave up: {type(e).__name__}: {e}"
-            break
+        if oracle is not None:
+            text = oracle[number]
+        else:
+            try:
+                text = scripted_action(task_id, rec.instruction, obs.html, history)
+            except Exception as e:  # noqa: BLE001 - any policy error: this episode fails, the others go on
+                gave_up = f"the scripted policy gave up: {type(e).__name__}: {e}"
+                break
         history.append(text)
         step = await pool.step.remote(rec.episode_id, text)
         obs = step.observation
@@ -55,13 +60,22 @@ async def _episode(pool, task_id: str, seed: int, max_steps: int) -> EpisodeReco
 async def _run_all(pools, jobs, max_steps, contexts, progress, bar) -> list[EpisodeRecord]:
     gate = asyncio.Semaphore(contexts * len(pools))  # no episode waits for a context long enough to time out
 
-    async def one(i, task_id, seed):
+    async def one(i, task_id, seed, oracle):
         async with gate:
-            rec = await _episode(pools[i % len(pools)], task_id, seed, max_steps)
+            rec = await _episode(pools[i % len(pools)], task_id, seed, max_steps, oracle)
         progress.advance(bar)
         return rec
 
-    return await asyncio.gather(*(one(i, t, s) for i, (t, s) in enumerate(jobs)))
+    return await asyncio.gather(*(one(i, *job) for i, job in enumerate(jobs)))
+
+
+def _oracle_jobs(cfg: WebRLConfig, suite: str, tasks: list[str] | None, split: str | None) -> list[tuple]:
+    """(task id, None, oracle) for the chosen tasks of ``suite`` that carry an oracle (one episode each:
+    an oracle is deterministic). Unknown names raise UnknownTask with suggestions."""
+    from envpool.suites import Suites
+
+    picked = [t for t in Suites(cfg.env).select(suite, tasks, split) if t.oracle]
+    return [(t.id, None, list(t.oracle)) for t in picked]
 
 
 class DemoRefused(ValueError):
@@ -94,15 +108,25 @@ def scripted_tasks(tasks: list[str] | None, split: str | None, save: bool, allow
 
 
 def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, report: str | None,
-             save: str | None = None, split: str | None = None, allow_heldout: bool = False) -> int:
-    try:
-        names = scripted_tasks(tasks, split, bool(save), allow_heldout)
-    except DemoRefused as e:
-        console.print(f"[red]{e}[/]", highlight=False)
-        return 2
-    if save and allow_heldout and any(is_heldout(n) for n in names):
-        console.print("[yellow]saving held-out tasks: for evaluation only, never train on them[/]")
-    jobs = [(f"miniwob/{n}", s) for n in names for s in range(seeds)]
+             save: str | None = None, suite: str = "miniwob", split: str | None = None,
+             allow_heldout: bool = False) -> int:
+    if suite == "miniwob":
+        try:
+            names = scripted_tasks(tasks, split, bool(save), allow_heldout)
+        except DemoRefused as e:
+            console.print(f"[red]{e}[/]", highlight=False)
+            return 2
+        if save and allow_heldout and any(is_heldout(n) for n in names):
+            console.print("[yellow]saving held-out tasks: for evaluation only, never train on them[/]")
+        jobs = [(f"miniwob/{n}", s, None) for n in names for s in range(seeds)]
+        title = "scripted policies on MiniWoB++"
+    else:
+        jobs = _oracle_jobs(cfg, suite, tasks, split)
+        if not jobs:
+            console.print(f"[red]no task of {suite}{f' (split {split})' if split else ''} carries an oracle[/]")
+            return 2
+        cfg.env.max_steps = max(cfg.env.max_steps, *(len(oracle) for *_, oracle in jobs))
+        title = f"oracles of the {suite} tasks"
     ray = init_ray(cfg.ray)
     actors = [remote_pool(cfg.env, num_cpus=0) for _ in range(pools)]
     t0 = time.perf_counter()
@@ -117,7 +141,7 @@ def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, 
     by_task: dict[str, list[EpisodeRecord]] = defaultdict(list)
     for r in records:
         by_task[r.task_id].append(r)
-    table = Table(title="webrl env demo: scripted policies on MiniWoB++")
+    table = Table(title=f"webrl env demo: {title}")
     for col in ("task", "split", "episodes", "success", "steps/ep", "ms/step", "not done"):
         table.add_column(col, justify="left" if col == "task" else "right")
     rows = []
@@ -140,10 +164,8 @@ def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, 
                   f"({total_steps / wall:.1f} steps/s); browser relaunches: {sum(h['restarts'] for h in health)}",
                   highlight=False)
     if save:
-        Path(save).mkdir(parents=True, exist_ok=True)
-        with open(Path(save) / "demos.jsonl", "w") as fh:
-            fh.writelines(r.model_dump_json() + "\n" for r in records)
-        console.print(f"{len(records)} episode records written to {Path(save) / 'demos.jsonl'} (webrl sft --data {save})")
+        path = save_demos(records, save)
+        console.print(f"{len(records)} episode records written to {path} (webrl sft --data {save})")
     if report:
         Path(report).write_text(json.dumps({"success_rate": success, "episodes": len(records), "steps": total_steps,
                                             "wall_s": wall, "tasks": rows, "pools": health,

@@ -26,6 +26,8 @@ EPILOG = """examples:
   webrl eval --suite miniwob --model ./checkpoints/phase-3/policy --set rollout.workers=2
   webrl show-trajectory eval-20261121-101500-ab12-0003   one episode: instruction, pages, actions, outcome
   webrl env demo --save demos/ && webrl sft --data demos/ --epochs 3   supervised warm start
+  webrl env play sandbox/shop-cart-add-0 --oracle  replay a seed task's oracle: each page, then the reward
+  webrl env demo --suite sandbox --split train --save demos/   oracle replays as demonstrations
   webrl train --config tiny --set learner.phases=2     the WebRL phase loop; --resume runs/train-... continues one
   webrl orm train --data runs/ --out checkpoints/orm && webrl orm eval --data runs/new/ --model checkpoints/orm
 """
@@ -65,7 +67,8 @@ def cmd_env_list(cfg: WebRLConfig, args) -> int:
     return 0
 
 
-async def _play(cfg: WebRLConfig, target: str, seed: int | None, actions: list[str], scripted: bool) -> int:
+async def _play(cfg: WebRLConfig, target: str, seed: int | None, actions: list[str], scripted: bool,
+                oracle: bool = False) -> int:
     from envpool.pool import BrowserPool
     from envpool.suites.miniwob_scripts import scripted_action
 
@@ -93,6 +96,10 @@ async def _play(cfg: WebRLConfig, target: str, seed: int | None, actions: list[s
         console.rule()
         console.print(f"[bold]episode:[/] {final.status.value} after {len(final.steps)} steps, reward {final.reward}"
                       + (f" ({final.reason})" if final.reason else ""), highlight=False)
+        if oracle:  # the oracle's proof: every rule check, and a failing exit status if one failed
+            for line in final.reward_checks:
+                console.print(line, markup=False, highlight=False)
+            return 0 if final.reward == 1.0 else 1
         return 0
 
 
@@ -101,8 +108,16 @@ def cmd_env_show(cfg: WebRLConfig, args) -> int:
 
 
 def cmd_env_play(cfg: WebRLConfig, args) -> int:
+    if args.oracle:
+        from envpool.sandbox.oracle import oracle_of
+        from envpool.suites import Suites
+
+        actions = oracle_of(Suites(cfg.env), args.target)  # KeyError (no such task, no oracle): printed by main
+        cfg.env.max_steps = max(cfg.env.max_steps, len(actions))
+        return asyncio.run(_play(cfg, args.target, args.seed, actions, scripted=False, oracle=True))
     if not args.action and not args.scripted:
-        console.print("give at least one --action, or --scripted to let the scripted policy play", style="red")
+        console.print("give at least one --action, --scripted to let the scripted policy play, or --oracle to replay "
+                      "the task's oracle", style="red")
         return 2
     return asyncio.run(_play(cfg, args.target, args.seed, args.action, args.scripted))
 
@@ -111,7 +126,7 @@ def cmd_env_demo(cfg: WebRLConfig, args) -> int:
     from envpool.demo import run_demo
 
     return run_demo(cfg, tasks=args.tasks.split(",") if args.tasks else None, seeds=args.seeds,
-                    pools=args.pools, report=args.report, save=args.save, split=args.split,
+                    pools=args.pools, report=args.report, save=args.save, suite=args.suite, split=args.split,
                     allow_heldout=args.allow_heldout)
 
 
@@ -199,14 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
                            help='one action in the WebRL grammar, e.g. \'do(action="Click", element="3")\' (repeatable)')
             p.add_argument("--scripted", action="store_true",
                            help="after the given actions, let the task's scripted policy play (MiniWoB tasks that have one)")
+            p.add_argument("--oracle", action="store_true",
+                           help="replay the task's stored oracle (every sandbox task has one), then print the reward's "
+                           "checks; exits 1 unless the reward is 1")
         _config_args(p)
         p.set_defaults(func=func)
 
-    p = env_sub.add_parser("demo", help="scripted MiniWoB++ episodes on Ray browser-pool actors, with a summary table")
-    p.add_argument("--tasks", help="comma-separated task names (default: every task with a scripted policy)")
-    p.add_argument("--split", help="only the scripted tasks of this split: train or heldout "
-                   "(envpool/suites/miniwob_split.py); --save leaves the held-out tasks out unless --allow-heldout")
-    p.add_argument("--seeds", type=int, default=3, help="episodes per task (seeds 0..N-1)")
+    p = env_sub.add_parser("demo", help="scripted MiniWoB++ episodes, or the sandbox tasks' oracles, on Ray browser-pool "
+                           "actors, with a summary table")
+    p.add_argument("--suite", default="miniwob", help="miniwob (scripted policies) or sandbox (each task's oracle, replayed "
+                   "verbatim; --save makes them demonstrations for webrl sft); default: miniwob")
+    p.add_argument("--tasks", help="comma-separated task names (default: every task with a scripted policy or an oracle)")
+    p.add_argument("--split", help="only this split: miniwob train or heldout (its scripted tasks); sandbox train or "
+                   "test. --save leaves miniwob's held-out tasks out unless --allow-heldout")
+    p.add_argument("--seeds", type=int, default=3, help="episodes per MiniWoB task (seeds 0..N-1); an oracle runs once")
     p.add_argument("--pools", type=int, default=1, help="BrowserPool actors to spread episodes over")
     p.add_argument("--report", metavar="PATH", help="write the results as JSON")
     p.add_argument("--save", metavar="DIR", help="write every episode record to DIR/demos.jsonl (demonstrations for webrl sft)")
