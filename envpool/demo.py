@@ -69,12 +69,26 @@ async def _run_all(pools, jobs, max_steps, contexts, progress, bar) -> list[Epis
     return await asyncio.gather(*(one(i, *job) for i, job in enumerate(jobs)))
 
 
-def _oracle_jobs(cfg: WebRLConfig, suite: str, tasks: list[str] | None, split: str | None) -> list[tuple]:
+def _oracle_jobs(cfg: WebRLConfig, suite: str, tasks: list[str] | None, split: str | None, save: bool,
+                 allow_heldout: bool) -> list[tuple]:
     """(task id, None, oracle) for the chosen tasks of ``suite`` that carry an oracle (one episode each:
-    an oracle is deterministic). Unknown names raise UnknownTask with suggestions."""
+    an oracle is deterministic): the named ones, else ``split``'s, else all (only ``train`` when saving).
+    Test tasks are never saved as demonstrations unless ``allow_heldout`` (:class:`DemoRefused`);
+    unknown names raise UnknownTask with suggestions."""
     from envpool.suites import Suites
 
-    picked = [t for t in Suites(cfg.env).select(suite, tasks, split) if t.oracle]
+    suites = Suites(cfg.env)
+    splits = getattr(suites.by_name.get(suite), "splits", ())
+    if save and not tasks and split is None and "train" in splits:
+        split = "train"
+    picked = [t for t in suites.select(suite, tasks, split) if t.oracle]
+    if save and not allow_heldout and "test" in splits:
+        test = {t.id for t in suites.by_name[suite].split("test")}
+        held = [t.id for t in picked if t.id in test]
+        if held:
+            raise DemoRefused(f"{', '.join(held[:5])}{' ...' if len(held) > 5 else ''} in the test split of {suite}: "
+                              "test tasks are never used for demonstrations, SFT or RL. Leave them out (--split train), "
+                              "or pass --allow-heldout to save them for evaluation only")
     return [(t.id, None, list(t.oracle)) for t in picked]
 
 
@@ -121,7 +135,11 @@ def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, 
         jobs = [(f"miniwob/{n}", s, None) for n in names for s in range(seeds)]
         title = "scripted policies on MiniWoB++"
     else:
-        jobs = _oracle_jobs(cfg, suite, tasks, split)
+        try:
+            jobs = _oracle_jobs(cfg, suite, tasks, split, bool(save), allow_heldout)
+        except DemoRefused as e:
+            console.print(f"[red]{e}[/]", highlight=False)
+            return 2
         if not jobs:
             console.print(f"[red]no task of {suite}{f' (split {split})' if split else ''} carries an oracle[/]")
             return 2

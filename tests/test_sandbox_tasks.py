@@ -150,6 +150,19 @@ def test_unknown_task_and_missing_oracle_are_clear_errors(cfg, capsys):
     assert oracle_of(suites, "sandbox/shop-cart-add-0") == BY_ID["sandbox/shop-cart-add-0"].oracle
 
 
+def test_demonstrations_leave_the_test_split_out_unless_allowed(cfg):
+    from envpool.demo import DemoRefused, _oracle_jobs
+
+    saved = _oracle_jobs(cfg, "sandbox", None, None, save=True, allow_heldout=False)
+    assert [task_id for task_id, *_ in saved] == [s.task_id for s in SPECS if s.split == "train"]
+    assert all(oracle == BY_ID[task_id].oracle for task_id, _, oracle in saved)
+    assert BY_ID["sandbox/shop-cart-add-0"].split == "test"
+    with pytest.raises(DemoRefused, match="sandbox/shop-cart-add-0 in the test split of sandbox"):
+        _oracle_jobs(cfg, "sandbox", ["shop-cart-add-0"], None, save=True, allow_heldout=False)
+    assert len(_oracle_jobs(cfg, "sandbox", ["shop-cart-add-0"], None, save=True, allow_heldout=True)) == 1
+    assert len(_oracle_jobs(cfg, "sandbox", None, None, save=False, allow_heldout=False)) == len(SPECS)
+
+
 # ---- through the real browser -----------------------------------------------------------------------------
 @pytest.mark.browser
 def test_a_sample_of_oracles_reaches_reward_one_and_makes_demonstrations(cfg, tmp_path):
@@ -223,9 +236,9 @@ def test_env_demo_sandbox_saves_demonstrations(tmp_path):
     from learner.sft import load_demos
 
     proc = subprocess.run([sys.executable, "-m", "webrl.cli", "env", "demo", "--suite", "sandbox", "--tasks",
-                           "shop-cart-add-0,forum-comment-1", "--config", "tiny", "--save", str(tmp_path)],
+                           "shop-cart-add-1,forum-comment-1", "--config", "tiny", "--save", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     demos = load_demos([tmp_path])
-    assert sorted(d.task_id for d in demos) == ["sandbox/forum-comment-1", "sandbox/shop-cart-add-0"]
+    assert sorted(d.task_id for d in demos) == ["sandbox/forum-comment-1", "sandbox/shop-cart-add-1"]
     assert all([a for _, a in d.rounds] == BY_ID[d.task_id].oracle for d in demos)

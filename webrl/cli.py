@@ -226,13 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "verbatim; --save makes them demonstrations for webrl sft); default: miniwob")
     p.add_argument("--tasks", help="comma-separated task names (default: every task with a scripted policy or an oracle)")
     p.add_argument("--split", help="only this split: miniwob train or heldout (its scripted tasks); sandbox train or "
-                   "test. --save leaves miniwob's held-out tasks out unless --allow-heldout")
+                   "test. --save leaves held-out (miniwob) and test (sandbox) tasks out unless --allow-heldout")
     p.add_argument("--seeds", type=int, default=3, help="episodes per MiniWoB task (seeds 0..N-1); an oracle runs once")
     p.add_argument("--pools", type=int, default=1, help="BrowserPool actors to spread episodes over")
     p.add_argument("--report", metavar="PATH", help="write the results as JSON")
     p.add_argument("--save", metavar="DIR", help="write every episode record to DIR/demos.jsonl (demonstrations for webrl sft)")
-    p.add_argument("--allow-heldout", action="store_true", help="with --save: also save held-out MiniWoB++ tasks, for "
-                   "evaluation only (held-out tasks are never used for demonstrations, SFT or RL)")
+    p.add_argument("--allow-heldout", action="store_true", help="with --save: also save held-out MiniWoB++ tasks or sandbox "
+                   "test tasks, for evaluation only (they are never used for demonstrations, SFT or RL)")
     _config_args(p)
     p.set_defaults(func=cmd_env_demo)
 
