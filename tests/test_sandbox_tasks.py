@@ -221,8 +221,10 @@ def test_env_play_oracle_prints_each_page_and_the_reward(capsys):
 # ---- all of them -----------------------------------------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~200 episodes: 3-4 min on two idle cores, far longer on a loaded machine
 def test_every_oracle_reaches_reward_one(cfg):
     cfg.env.browser.contexts = 3
+    cfg.env.browser.action_timeout_s = 30  # a loaded machine must not fail an oracle by a slow step
     records = play(cfg, lambda pool: replay_oracles(pool, [s.task_id for s in SPECS], concurrency=3))
     failed = [(r.task_id, r.status.value, r.reward, r.reason, r.reward_checks) for r in records
               if r.status is not EpisodeStatus.done or r.reward != 1.0]

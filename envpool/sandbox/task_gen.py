@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.check:
-        have = committed()
+        have = [s for s in committed() if s["template"] in {t.id for t in templates}]
         if not with_oracles:
             have = [{k: v for k, v in s.items() if k != "oracle"} for s in have]
         diff = differences(specs, have)
