@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydantic_core
-from pydantic import ValidationError
 
+from webrl.jsonl_log import JsonlLog
 from webrl.types import Outcome, Step, Trajectory
 
 log = logging.getLogger(__name__)
@@ -58,15 +58,7 @@ class SampledStep:
 
 
 def _line(traj: Trajectory) -> bytes:
-    return pydantic_core.to_json(traj.model_dump(), inf_nan_mode="constants") + b"\n"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return pydantic_core.to_json(traj.model_dump(), inf_nan_mode="constants")
 
 
 class ReplayBuffer:
@@ -75,64 +67,28 @@ class ReplayBuffer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / FILENAME
         self._trajs: dict[str, Trajectory] = {}
-        existed = self.path.exists()
-        if existed:
-            self._load()
-        self._file = open(self.path, "ab")
-        if not existed:
-            _fsync_dir(self.directory)  # the new file's name survives a crash too
+        self._log = JsonlLog(self.path, "replay buffer")
+        self._log.replay(self._load_line)
         log.info("replay buffer %s: %d trajectories", self.path, len(self._trajs))
 
-    # ---- persistence ----
+    # ---- persistence (webrl.jsonl_log: append + fsync, torn tails cut, corrupt lines skipped) ----
 
-    def _load(self) -> None:
-        data = self.path.read_bytes()
-        keep = data.rfind(b"\n") + 1  # bytes up to the last newline; what follows is a torn tail
-        lines = data[:keep].split(b"\n")[:-1]
-        duplicates = 0
-        for number, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            try:
-                traj = Trajectory.model_validate_json(raw)
-            except ValidationError as e:
-                if number == len(lines):  # a torn last line that happens to end in a newline
-                    keep -= len(raw) + 1
-                else:
-                    first = e.errors(include_url=False)[0]
-                    log.warning("%s line %d is corrupt, skipped: %s at %s", self.path, number,
-                                first["msg"], ".".join(map(str, first["loc"])) or "top level")
-                continue
-            if traj.id in self._trajs:
-                duplicates += 1
-            else:
-                self._trajs[traj.id] = traj
-        if duplicates:
-            log.warning("%s holds %d duplicate lines (same id); kept the first of each", self.path, duplicates)
-        if keep < len(data):
-            log.warning("%s ends in a torn line (%d bytes, an interrupted write that was never "
-                        "acknowledged): cut off", self.path, len(data) - keep)
-            with open(self.path, "r+b") as f:
-                f.truncate(keep)
-                f.flush()
-                os.fsync(f.fileno())
+    def _load_line(self, raw: bytes) -> bool:
+        traj = Trajectory.model_validate_json(raw)
+        if traj.id in self._trajs:
+            return False
+        self._trajs[traj.id] = traj
+        return True
 
-    def _write(self, data: bytes) -> None:
-        if self._file.closed:
-            raise ValueError(f"replay buffer {self.path} is closed")
-        self._file.write(data)
-        self.flush()
+    def _write(self, data: list[bytes]) -> None:
+        self._log.append(data)
 
     def flush(self) -> None:
         """Push what was written to the disk (``add`` already does)."""
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+        self._log.flush()
 
     def close(self) -> None:
-        if not self._file.closed:
-            self.flush()
-            self._file.close()
+        self._log.close()
 
     def __enter__(self) -> ReplayBuffer:
         return self
@@ -148,7 +104,7 @@ class ReplayBuffer:
         traj = Trajectory.model_validate(traj)
         if traj.id in self._trajs:
             return False
-        self._write(_line(traj))
+        self._write([_line(traj)])
         self._trajs[traj.id] = traj
         return True
 
@@ -160,7 +116,7 @@ class ReplayBuffer:
             if t.id not in self._trajs and t.id not in new:
                 new[t.id] = t
         if new:
-            self._write(b"".join(_line(t) for t in new.values()))
+            self._write([_line(t) for t in new.values()])
             self._trajs.update(new)
         return len(new)
 

@@ -16,7 +16,7 @@ Persistence contract (``<directory>/tasks.jsonl``, one event a line, the same as
 - **Nothing counted twice.** Tasks are keyed by id (re-adding one writes nothing and answers
   ``False``), rejections by id, outcomes by trajectory id (a trajectory recorded again after a
   restart, or a call Ray retried, is not counted again). Loading keeps the first line of each key.
-- **Torn tails cut, corrupt lines skipped**: as :mod:`actors.replay_buffer` does, loading never fails
+- **Torn tails cut, corrupt lines skipped** (:mod:`webrl.jsonl_log`, as for the replay buffer): loading never fails
   on the file's contents; a torn last line (never acknowledged) is cut off the file.
 
 Sites: a task's site is given when it is added, or else :func:`site_of` (``sandbox/shop-...`` ->
@@ -38,8 +38,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
+from webrl.jsonl_log import JsonlLog
 from webrl.types import Task, Trajectory
 
 log = logging.getLogger(__name__)
@@ -79,14 +80,6 @@ class OutcomeRecord(BaseModel):
     mode: str = "train"  # train | eval
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class TaskStore:
     def __init__(self, directory: str | os.PathLike, cap_per_phase: int = 500):
         self.directory = Path(directory).expanduser()
@@ -96,12 +89,8 @@ class TaskStore:
         self._tasks: dict[str, TaskEntry] = {}
         self._rejected: dict[str, TaskEntry] = {}
         self._outcomes: dict[str, OutcomeRecord] = {}
-        existed = self.path.exists()
-        if existed:
-            self._load()
-        self._file = open(self.path, "ab")
-        if not existed:
-            _fsync_dir(self.directory)
+        self._log = JsonlLog(self.path, "task store")
+        self._log.replay(lambda raw: self._apply(json.loads(raw)))
         log.info("task store %s: %d tasks, %d rejected, %d outcomes", self.path, len(self._tasks),
                  len(self._rejected), len(self._outcomes))
 
@@ -125,47 +114,14 @@ class TaskStore:
             return True
         raise ValueError(f"unknown event kind {kind!r} (task, rejected or outcome)")
 
-    def _load(self) -> None:
-        data = self.path.read_bytes()
-        keep = data.rfind(b"\n") + 1  # what follows the last newline is a torn tail
-        lines = data[:keep].split(b"\n")[:-1]
-        for number, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            try:
-                self._apply(json.loads(raw))
-            except (ValueError, KeyError, TypeError, ValidationError) as e:
-                if number == len(lines):  # a torn last line that happens to end in a newline
-                    keep -= len(raw) + 1
-                else:
-                    log.warning("%s line %d is corrupt, skipped: %s", self.path, number, str(e).splitlines()[0])
-        if keep < len(data):
-            log.warning("%s ends in a torn line (%d bytes, never acknowledged): cut off", self.path, len(data) - keep)
-            with open(self.path, "r+b") as f:
-                f.truncate(keep)
-                f.flush()
-                os.fsync(f.fileno())
-
-    def _write(self, events: list[dict[str, Any]]) -> None:
-        if self._file.closed:
-            raise ValueError(f"task store {self.path} is closed")
-        if not events:
-            return
-        self._file.write(b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in events))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
     def _commit(self, events: list[dict[str, Any]]) -> int:
         """Apply the events whose key is new, write those durably; how many were new."""
         new = [e for e in events if self._apply(e)]
-        self._write(new)
+        self._log.append(json.dumps(e, separators=(",", ":")).encode() for e in new)
         return len(new)
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        self._log.close()
 
     def __enter__(self) -> TaskStore:
         return self

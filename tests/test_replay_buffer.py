@@ -66,7 +66,7 @@ def test_torn_tail_is_cut_and_next_add_lands_on_a_clean_line(tmp_path, caplog):
     good = path.read_bytes()
     half = make_traj("c").model_dump_json().encode()[:150]
     path.write_bytes(good + half)  # a crash mid-write: half a line, no newline
-    with caplog.at_level(logging.WARNING, logger="actors.replay_buffer"):
+    with caplog.at_level(logging.WARNING, logger="webrl.jsonl_log"):
         buf = ReplayBuffer(tmp_path)
     assert "torn" in caplog.text
     assert buf.ids() == ["a", "b"] and path.read_bytes() == good
@@ -93,7 +93,7 @@ def test_corrupt_middle_line_is_skipped_with_its_line_number(tmp_path, caplog):
         a.model_dump_json().encode() + b"\n" + b"\x00garbage{\n" + b.model_dump_json().encode() + b"\n"
         + a.model_dump_json().encode() + b"\n"  # a duplicate line: the first is kept
     )
-    with caplog.at_level(logging.WARNING, logger="actors.replay_buffer"):
+    with caplog.at_level(logging.WARNING, logger="webrl.jsonl_log"):
         buf = ReplayBuffer(tmp_path)
     assert "line 2 is corrupt" in caplog.text and "duplicate" in caplog.text
     assert buf.query() == [a, b]

@@ -129,8 +129,9 @@ class Trainer:
             part = getattr(self, name, None)
             if part is not None:
                 part.shutdown()
-        if getattr(self, "store", None) is not None:
-            self.store.close()
+        for name in ("store", "ledger"):
+            if getattr(self, name, None) is not None:
+                getattr(self, name).close()
         if getattr(self, "buffer", None) is not None:
             self._ray.kill(self.buffer)
         if self._generator is not None and hasattr(self._generator.chat, "engine"):

@@ -17,6 +17,7 @@ from typing import Iterable
 from pydantic import BaseModel
 
 from reward.orm import needs_orm, orm_outcome, orm_reward
+from webrl.jsonl_log import JsonlLog
 from webrl.types import Outcome, OutcomeSource, Task, Trajectory
 
 FILENAME = "outcomes.jsonl"
@@ -36,23 +37,23 @@ class OutcomeLedger:
     def __init__(self, directory: str | os.PathLike):
         self.path = Path(directory) / FILENAME
         self.judged: dict[str, Judged] = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    j = Judged.model_validate_json(line)
-                except ValueError:
-                    continue  # a torn last line: its trajectory is judged again
-                self.judged.setdefault(j.id, j)
+        self._log = JsonlLog(self.path, "outcome ledger")  # a torn last line: its trajectory is judged again
+        self._log.replay(self._load_line)
+
+    def _load_line(self, raw: bytes) -> bool:
+        j = Judged.model_validate_json(raw)
+        if j.id in self.judged:
+            return False
+        self.judged[j.id] = j
+        return True
 
     def add(self, items: Iterable[Judged]) -> None:
         new = [j for j in items if j.id not in self.judged]
-        if not new:
-            return
-        with open(self.path, "ab") as f:
-            f.write(b"".join(j.model_dump_json().encode() + b"\n" for j in new))
-            f.flush()
-            os.fsync(f.fileno())
+        self._log.append(j.model_dump_json().encode() for j in new)
         self.judged.update((j.id, j) for j in new)
+
+    def close(self) -> None:
+        self._log.close()
 
     def apply(self, trajs: Iterable[Trajectory]) -> list[Trajectory]:
         """The trajectories with their final outcomes (as they came where none is recorded)."""
