@@ -124,7 +124,7 @@ def test_plan_steps_resolve_to_the_ids_of_the_page():
         resolve(click(href="/wishlist"), PAGE)
 
 
-def test_broken_task_file_is_refused_at_start_up_naming_file_and_line(cfg, tmp_path):
+def test_broken_task_file_is_refused_at_start_up_naming_file_and_line(cfg, tmp_path, capsys):
     lines = (TASKS_DIR / "admin.jsonl").read_text().splitlines()
     broken = json.loads(lines[2])
     broken["eval"]["eval_types"] = ["string_match", "smell_check"]
@@ -135,6 +135,11 @@ def test_broken_task_file_is_refused_at_start_up_naming_file_and_line(cfg, tmp_p
     (tmp_path / "admin.jsonl").write_text(lines[1] + "\n" + lines[1][:-5] + "\n")
     with pytest.raises(TaskFileError, match=r"admin.jsonl, line 2: not valid JSON"):
         Suites(cfg.env).all_tasks()
+    from webrl.cli import main  # the CLI says the same, without a traceback
+
+    assert main(["env", "list", "--set", f"env.sandbox.tasks_dir={tmp_path}"]) == 2
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "data error" in out and "line 2" in out and "Traceback" not in out
 
 
 def test_unknown_task_and_missing_oracle_are_clear_errors(cfg, capsys):

@@ -11,6 +11,9 @@ from collections import Counter
 
 from rich.console import Console
 
+from envpool.sandbox.seed_data import SeedDataError
+from envpool.sandbox.task_specs import TaskFileError
+from reward.rule_config import RuleConfigError
 from webrl.config import ConfigError, WebRLConfig, load_config
 
 console = Console()
@@ -326,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ConfigError as e:  # a suite's own settings (site URLs, logins) checked when it is used
         console.print(f"[bold red]config error:[/] {e}", highlight=False)
+        return 2
+    except (TaskFileError, SeedDataError, RuleConfigError) as e:  # a broken data file: the message names file and line
+        console.print(f"[bold red]data error:[/] {e}", highlight=False)
         return 2
     except KeyboardInterrupt:
         console.print(f"interrupted after {time.time() - t0:.0f} s", style="yellow")
