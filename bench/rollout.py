@@ -14,7 +14,8 @@ is pipeline steps/s over the bound that applies (target >= 0.9). Also reported: 
 rollout workers (``scaling_2_over_1``), and tokens/s of our vLLM engine against our transformers
 engine on the same prompts submitted at once (``vllm_over_transformers``).
 
-Episodes run in eval mode (greedy), so the replays are the same work. Every heavy side runs alone:
+Episodes run in eval mode (greedy) and unconstrained (``rollout.constrained=false`` whatever the preset
+says: the bare side has no grammar), so the replays are the same work. Every heavy side runs alone:
 the pipeline first (only ``fleet.run`` is timed, not start-up), then Ray is shut down, then the bare
 browser in this process, then each vLLM / transformers measurement in a subprocess of its own. Each
 side is warmed up before its clock starts (one untimed episode per worker; one short generation; one
@@ -396,7 +397,12 @@ def run(args) -> dict:
     from envpool.suites import Suites
     from envpool.suites.miniwob_scripts import POLICIES
 
-    cfg = load_config(args.config, args.overrides)
+    # the bare vLLM side decodes without the action grammar, so the pipeline does too (both sides do the
+    # same work); --set rollout.constrained=true is refused rather than compared unfairly
+    cfg = load_config(args.config, ["rollout.constrained=false", *args.overrides])
+    if cfg.rollout.constrained:
+        raise SystemExit("bench/rollout.py compares against bare vLLM without the action grammar: "
+                         "leave rollout.constrained off")
     tmp_dir = tempfile.TemporaryDirectory(prefix="bench-rollout-")
     tmp = Path(tmp_dir.name)
     model = tiny_model(tmp / "tiny-model") if args.tiny else str(args.model or cfg.rollout.model)
