@@ -43,7 +43,7 @@ POLICIES: dict[str, Policy] = {
     "focus-text": clicks.focus_text,
     "focus-text-2": clicks.focus_text_2,
     "identify-shape": clicks.identify_shape,
-    "unicode-test": clicks.unicode_button,
+    "unicode-test": clicks.click_button,
     # forms
     "choose-list": forms.choose_list,
     "click-checkboxes": forms.choose_boxes,

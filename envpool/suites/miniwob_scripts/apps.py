@@ -19,7 +19,7 @@ def search_engine(v: View) -> str:
     box, search = v.text_inputs()[0], v.button("Search")
     clicks = [a.element for a in v.past if a.kind is ActionKind.click]
     if search.id not in clicks:
-        return fill_then(v, [(box, term)], search)
+        return fill_then([(box, term)], search)
     page = (n - 1) // RESULTS_PER_PAGE + 1
     results_html, _, pager_html = v.html.partition("<ul>")
     if page > 1 and clicks[-1] == search.id:  # still on the first page of results
@@ -74,8 +74,8 @@ def terminal(v: View) -> str:
     if listing is None:
         return type_into(box, "ls")
     files = listing.group(1).split()
-    ext = re.search(r"extension \.(\w+)", v.instruction)
-    picks = [f for f in files if (f.endswith("." + ext.group(1)) if ext else "." not in f)]
+    ext = re.search(r"extension (\.[\w.]*\w)", v.instruction)  # .json, .tar.gz
+    picks = [f for f in files if (f.endswith(ext.group(1)) if ext else "." not in f)]
     if not picks:
         raise PolicyStuck("no file matches the instruction")
     return type_into(box, f"rm {picks[0]}")

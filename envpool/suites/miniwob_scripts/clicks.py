@@ -9,7 +9,7 @@ from webrl.types import ActionKind
 
 
 def click_button(v: View) -> str:
-    """click-button: the button whose label is quoted."""
+    """click-button, unicode-test: the button whose label is quoted (any script)."""
     return click(v.by_text(quoted(v.instruction)[0], "button"))
 
 
@@ -38,17 +38,23 @@ def click_button_sequence(v: View) -> str:
     raise PolicyStuck("every named button is already clicked")
 
 
+def _close_button(v: View) -> str:
+    """The dialog's close button (its ``title`` says Close)."""
+    close = next((e for e in v.elements if e.attrs.get("title") == "Close"), None)
+    if close is None:
+        raise PolicyStuck("no dialog close button")
+    return click(close)
+
+
 def click_dialog(v: View) -> str:
     """click-dialog: the dialog's close button."""
-    return click(next(e for e in v.elements if e.attrs.get("title") == "Close"))
+    return _close_button(v)
 
 
 def click_dialog_2(v: View) -> str:
     """click-dialog-2: the dialog button labelled as quoted ("x" is the close button)."""
     label = quoted(v.instruction)[0]
-    if label.lower() == "x":
-        return click(next(e for e in v.elements if e.attrs.get("title") == "Close"))
-    return click(v.by_text(label, "button"))
+    return _close_button(v) if label.lower() == "x" else click(v.by_text(label, "button"))
 
 
 def click_tab(v: View) -> str:
@@ -119,11 +125,6 @@ def identify_shape(v: View) -> str:
     else:
         label = SVG_SHAPES[figure.tag]
     return click(v.button(label))
-
-
-def unicode_button(v: View) -> str:
-    """unicode-test: the button whose text is quoted (any script)."""
-    return click(v.by_text(quoted(v.instruction)[0], "button"))
 
 
 def click_menu(v: View) -> str:

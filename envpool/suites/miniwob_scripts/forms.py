@@ -14,24 +14,24 @@ from envpool.suites.miniwob_scripts.view import (
 
 def enter_text(v: View) -> str:
     """enter-text, enter-text-dynamic: type the quoted text, press Submit."""
-    return fill_then(v, [(v.text_inputs()[0], quoted(v.instruction)[0])], v.button("Submit"))
+    return fill_then([(v.text_inputs()[0], quoted(v.instruction)[0])], v.button("Submit"))
 
 
 def enter_text_cased(v: View) -> str:
     """enter-text-2: type the quoted text in the case the instruction asks for."""
     text = quoted(v.instruction)[0]
     text = text.upper() if "upper case" in v.instruction else text.lower()
-    return fill_then(v, [(v.text_inputs()[0], text)], v.button("Submit"))
+    return fill_then([(v.text_inputs()[0], text)], v.button("Submit"))
 
 
 def enter_password(v: View) -> str:
     """enter-password: the quoted password in both fields."""
-    return fill_then(v, [(e, quoted(v.instruction)[0]) for e in v.text_inputs()[:2]], v.button("Submit"))
+    return fill_then([(e, quoted(v.instruction)[0]) for e in v.text_inputs()[:2]], v.button("Submit"))
 
 
 def login_user(v: View) -> str:
     """login-user: username and password as quoted, then Login."""
-    return fill_then(v, list(zip(v.text_inputs()[:2], quoted(v.instruction)[:2])), v.button("Login"))
+    return fill_then(list(zip(v.text_inputs()[:2], quoted(v.instruction)[:2])), v.button("Login"))
 
 
 def login_user_popup(v: View) -> str:
@@ -39,7 +39,7 @@ def login_user_popup(v: View) -> str:
     ("Exit to home page?") with Cancel whenever it shows."""
     if "Exit to home page?" in v.text:
         return click(v.button("Cancel"))
-    return fill_then(v, list(zip(v.text_inputs()[:2], quoted(v.instruction)[:2])), v.button("OK"))
+    return fill_then(list(zip(v.text_inputs()[:2], quoted(v.instruction)[:2])), v.button("OK"))
 
 
 def enter_date(v: View) -> str:
@@ -79,7 +79,7 @@ def _table(v: View) -> dict[str, str]:
 def read_table(v: View) -> str:
     """read-table: the table's value for the key the instruction names."""
     key = re.search(r"value of (.*?) into", v.instruction).group(1).strip()
-    return fill_then(v, [(v.text_inputs()[0], _table(v)[key])], v.button("Submit"))
+    return fill_then([(v.text_inputs()[0], _table(v)[key])], v.button("Submit"))
 
 
 def read_table_2(v: View) -> str:
@@ -92,7 +92,7 @@ def read_table_2(v: View) -> str:
         if not label or label[-1].strip() not in table:
             raise PolicyStuck(f"no table row for the label before input {box.id}")
         fields.append((box, table[label[-1].strip()]))
-    return fill_then(v, fields, v.button("Submit"))
+    return fill_then(fields, v.button("Submit"))
 
 
 MOVIE_LABELS = {"genre": "genre", "director": "director", "name": "director", "year": "year", "date": "year"}
@@ -102,7 +102,8 @@ def movie_search(v: View) -> str:
     """multi-layouts, multi-orderings: genre, director and year into the inputs their labels name.
     Labels stand before their inputs in some layouts and after them in others: when the text right
     before the first input names a field, labels come first."""
-    genre, director, year = re.search(r"Search for (.*?) movies directed by (.*?) from year (\d+)", v.instruction).groups()
+    asked = re.search(r"Search for (.*?) movies directed by (.*?) from year (\d+)", v.instruction)
+    genre, director, year = asked.groups()
     wanted = {"genre": genre.strip(), "director": director.strip(), "year": year}
     body = v.html[v.html.index(year) + len(year):]
     body = body[body.index(".") + 1:]  # past the instruction
@@ -122,14 +123,14 @@ def movie_search(v: View) -> str:
             raise PolicyStuck(f"no label for input {box}")
         fields.append((by_id[box], wanted[name]))
     submit = next(e for e in reversed(v.elements) if e.text.strip() in ("Submit", "Search", "Go!"))
-    return fill_then(v, fields, submit)
+    return fill_then(fields, submit)
 
 
 def find_word(v: View) -> str:
     """find-word: the paragraph's n-th word, without punctuation."""
     paragraph = re.search(r"<p>([^<]*)</p>", v.html).group(1)
     word = re.sub(r"[^\w]", "", paragraph.split()[ordinal(v.instruction) - 1])
-    return fill_then(v, [(v.text_inputs()[0], word)], v.button("Submit"))
+    return fill_then([(v.text_inputs()[0], word)], v.button("Submit"))
 
 
 def text_transform(v: View) -> str:
@@ -137,7 +138,7 @@ def text_transform(v: View) -> str:
     box = v.text_inputs()[0]
     shown = _text_before(v.html, box)
     shown = shown[shown.index("press Submit.") + len("press Submit."):] if "press Submit." in shown else shown
-    return fill_then(v, [(box, re.sub(r"\s+", "", shown))], v.button("Submit"))
+    return fill_then([(box, re.sub(r"\s+", "", shown))], v.button("Submit"))
 
 
 def _labelled_inputs(html: str) -> dict[str, tuple[int, bool]]:

@@ -17,7 +17,7 @@ def simple_arithmetic(v: View) -> str:
     a, op, b = re.search(r"(-?\d+)\s*([+\-x*])\s*(-?\d+)\s*=", _after(v.text, "when done.")).groups()
     a, b = int(a), int(b)
     answer = a + b if op == "+" else a - b if op == "-" else a * b
-    return fill_then(v, [(v.text_inputs()[0], str(answer))], v.button("Submit"))
+    return fill_then([(v.text_inputs()[0], str(answer))], v.button("Submit"))
 
 
 def simple_algebra(v: View) -> str:
@@ -31,7 +31,7 @@ def simple_algebra(v: View) -> str:
         x = r + int(b)
     else:  # d - x = r
         x = int(a) - r
-    return fill_then(v, [(v.text_inputs()[0], str(x))], v.button("Submit"))
+    return fill_then([(v.text_inputs()[0], str(x))], v.button("Submit"))
 
 
 def odd_or_even(v: View) -> str:
@@ -102,7 +102,8 @@ def use_spinner(v: View) -> str:
     down, until it shows the number, then Submit."""
     target = int(re.search(r"Select (-?\d+)", v.instruction).group(1))
     spinner = next(e for e in v.elements if e.attrs.get("role") == "spinbutton")
-    arrows = sorted((e for e in v.elements if e.tag == "a" and e.attrs.get("role") == "button"), key=lambda e: bbox(e)[1])
+    arrows = [e for e in v.elements if e.tag == "a" and e.attrs.get("role") == "button"]
+    arrows.sort(key=lambda e: bbox(e)[1])  # top to bottom: up, then down
     value = int(spinner.attrs.get("value") or 0)
     if value == target:
         return click(v.button("Submit"))

@@ -126,15 +126,7 @@ def press_enter() -> str:
     return format_action(Action(kind=ActionKind.press_enter))
 
 
-def scroll_down() -> str:
-    return format_action(Action(kind=ActionKind.scroll_down))
-
-
-def scroll_up() -> str:
-    return format_action(Action(kind=ActionKind.scroll_up))
-
-
-def fill_then(view: View, fields: list[tuple[Element, str]], submit: Element) -> str:
+def fill_then(fields: list[tuple[Element, str]], submit: Element) -> str:
     """Type each text into its input until every input holds it, then click ``submit``."""
     for el, text in fields:
         if el.attrs.get("value", "") != text:
