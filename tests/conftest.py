@@ -5,6 +5,7 @@ request it receives, so a test can prove that nothing reached it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -146,3 +147,37 @@ def tiny_model_dir(tokenizer, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(tokenizer, folder)
     return folder
+
+
+class FakeChatServer:
+    """A real HTTP server on 127.0.0.1 standing in for a remote LLM service's /v1/chat/completions."""
+
+    def __init__(self, answer: str, key: str | None):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                if key and self.headers.get("Authorization") != f"Bearer {key}":
+                    status, reply = 401, {"error": {"message": "invalid api key"}}
+                else:
+                    status, reply = 200, {"choices": [{"message": {"role": "assistant", "content": answer}}]}
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

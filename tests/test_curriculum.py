@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,6 +17,7 @@ from curriculum.filters import (FeasibilityChecker, apply_filters, cap, dedup, f
 from curriculum.generator import GeneratorError, make_generator, parse_tasks
 from curriculum.sandbox_catalog import SandboxCatalog, sandbox_rules
 from curriculum.task_store import FILENAME, TaskEntry, TaskStore, site_of
+from tests.conftest import FakeChatServer
 from webrl.config import load_config
 from webrl.types import Task, TaskOrigin, Trajectory, Outcome
 
@@ -232,40 +231,6 @@ def test_cap_takes_sites_in_turn_and_apply_filters_gives_every_rejection_a_reaso
 
 
 # ---- the generator through an OpenAI-compatible endpoint -----------------------------------------
-
-class FakeChatServer:
-    """A real HTTP server on 127.0.0.1 standing in for a remote LLM service's /v1/chat/completions."""
-
-    def __init__(self, answer: str, key: str | None):
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                if key and self.headers.get("Authorization") != f"Bearer {key}":
-                    status, reply = 401, {"error": {"message": "invalid api key"}}
-                else:
-                    status, reply = 200, {"choices": [{"message": {"role": "assistant", "content": answer}}]}
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 ANSWER = """Here are 4 new tasks:
 1. What is the price of the Hearthstone Everyday Electric Kettle?

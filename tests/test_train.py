@@ -8,47 +8,17 @@ workers, generated tasks with lineage that the pool ran, per-phase checkpoints, 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import ray
 
+from tests.conftest import FakeChatServer
+
 TASKS_DIR = Path(__file__).parent / "data" / "sandbox"
 ANSWER = """1. Show me the newest review of the Summitcraft Sport Yoga Mat.
 2. Subscribe to f/books and upvote its newest post.
 3. Print the page"""
-
-
-class FakeChat:
-    """A real HTTP server standing in for an LLM service's /v1/chat/completions: it always answers ANSWER."""
-
-    def __init__(self):
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests += 1
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": ANSWER}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +30,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def chat():
-    server = FakeChat()
+    server = FakeChatServer(ANSWER, None)
     yield server
     server.close()
 
