@@ -168,16 +168,25 @@ def build(store: StateStore, cfg: SandboxConfig, urls: dict[str, str]) -> Forum:
                      "AND c.post_id = ?", (page.path_int("comment"), p["id"]), "comment")
         return page.render("reply.html", title=f"Reply to {c['username']}", forum=f, p=p, c=c)
 
-    @site.route("/f/{forum}/{post:int}/edit", methods=("GET", "POST"))
-    async def edit_post(page: Page):
+    def own_post(page: Page, verb: str):
+        """(forum, post, None) for the signed-in author of the URL's post, else (forum, post, the page to
+        answer with: the login form, or why someone else may not ``verb`` it)."""
         f = find_forum(page)
         p = find_post(page, f)
         me, bounce = need_login(page)
         if bounce:
-            return bounce
+            return f, p, bounce
         if p["user_id"] != me["id"]:
-            return page.render("error.html", http_status=403, title="Not your post", heading="You cannot edit this post",
-                               message=f"Only {p['username']}, who wrote it, can edit it.")
+            return f, p, page.render("error.html", http_status=403, title="Not your post",
+                                     heading=f"You cannot {verb} this post",
+                                     message=f"Only {p['username']}, who wrote it, can {verb} it.")
+        return f, p, None
+
+    @site.route("/f/{forum}/{post:int}/edit", methods=("GET", "POST"))
+    async def edit_post(page: Page):
+        f, p, refusal = own_post(page, "edit")
+        if refusal:
+            return refusal
         if page.request.method == "GET":
             return page.render("submit.html", title="Edit post", editing=p, values=dict(p), errors=[], forums=[])
         form = await page.form()
@@ -193,14 +202,9 @@ def build(store: StateStore, cfg: SandboxConfig, urls: dict[str, str]) -> Forum:
 
     @site.route("/f/{forum}/{post:int}/delete", methods=("POST",))
     async def delete_post(page: Page):
-        f = find_forum(page)
-        p = find_post(page, f)
-        me, bounce = need_login(page)
-        if bounce:
-            return bounce
-        if p["user_id"] != me["id"]:
-            return page.render("error.html", http_status=403, title="Not your post", heading="You cannot delete this post",
-                               message=f"Only {p['username']}, who wrote it, can delete it.")
+        f, p, refusal = own_post(page, "delete")
+        if refusal:
+            return refusal
         with page.db:
             page.db.execute("DELETE FROM votes WHERE kind = 'comment' AND target_id IN "
                             "(SELECT id FROM comments WHERE post_id = ?)", (p["id"],))
