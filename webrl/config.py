@@ -98,6 +98,12 @@ class SandboxConfig(Section):
     episode_ttl_s: float = Field(
         3600.0, gt=0, description="An episode state unused this long is dropped (its pool died without discarding it).")
     start_timeout_s: float = Field(60.0, gt=0, description="Limit on the server generating its data and opening its ports.")
+    metrics_port: int | None = Field(
+        None, ge=0, lt=65536, description="Serve Prometheus metrics (requests, latency, live episode states) at "
+        "/metrics on this port; 0: a free port; None (default): no metrics endpoint.")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics endpoint listens on; loopback by default (0.0.0.0 exposes it, "
+        "with no authentication, to the network).")
     fuzzy_judge: str | None = Field(
         None, description="'module:callable' judging fuzzy_match answers of sandbox tasks; None: the token-overlap judge.")
 

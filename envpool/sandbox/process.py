@@ -54,6 +54,7 @@ class SandboxServer:
         self.proc: subprocess.Popen | None = None
         self.urls: dict[str, str] = {}
         self.control_url = ""
+        self.metrics_url: str | None = None  # Prometheus /metrics, when env.sandbox.metrics_port is set
         self.build_ms = 0.0
 
     @property
@@ -78,6 +79,7 @@ class SandboxServer:
         finally:
             errors.close()
         self.urls, self.control_url, self.build_ms = ready["urls"], ready["control"], ready["build_ms"]
+        self.metrics_url = ready.get("metrics")
         return self
 
     def _wait_ready(self, errors) -> dict:

@@ -25,6 +25,8 @@ def serve(cfg: EnvConfig, port_base: int | None = None, say: Callable[[str], Non
         for site, url in server.urls.items():
             say(f"  {site:<6} {url}/   {SITE_TITLES[site]}")
         say(f"  control API {server.control_url} (token {server.token})")
+        if server.metrics_url:
+            say(f"  metrics     {server.metrics_url}   (Prometheus)")
         say("Press Ctrl-C to stop.")
         while server.running and not until():
             time.sleep(0.2)

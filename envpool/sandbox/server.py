@@ -3,8 +3,9 @@
     python -m envpool.sandbox.server --config-json '{"seed": 0}' [--host 127.0.0.1]
 
 It builds the template databases (refusing broken seed data with the file and line), binds the
-ports (``port_base + 0..3`` for shop, admin, forum and control, or free ones), prints one JSON line
-``{"ready": true, "urls": {...}, "control": ..., "build_ms": ...}`` on stdout, and serves until its
+ports (``port_base + 0..3`` for shop, admin, forum and control, or free ones; ``metrics_port`` for
+Prometheus' ``/metrics`` when set), prints one JSON line
+``{"ready": true, "urls": {...}, "control": ..., "metrics": ..., "build_ms": ...}`` on stdout, and serves until its
 stdin closes (its parent exited or closed it) or it gets SIGINT/SIGTERM. The control API's token
 comes from the environment variable ``WEBRL_SANDBOX_TOKEN``.
 """
@@ -24,6 +25,7 @@ import uvicorn
 from envpool.sandbox import admin, forum, shop
 from envpool.sandbox.build import build_templates
 from envpool.sandbox.control import build_control
+from envpool.sandbox.metrics import SandboxMetrics
 from envpool.sandbox.process import TOKEN_ENV
 from envpool.sandbox.seed_data import SeedDataError, load_seed_data
 from envpool.sandbox.states import StateStore
@@ -76,12 +78,19 @@ def prepare(cfg: SandboxConfig, host: str, token: str):
     ports = [s.getsockname()[1] for s in socks]
     urls = {name: f"http://{url_host(host)}:{port}" for name, port in zip(SITES, ports)}
     store = StateStore(templates, cfg.max_episodes, cfg.episode_ttl_s)
-    apps = {port: SITE_BUILDERS[name](store, cfg, urls).app() for name, port in zip(SITES, ports)}
-    apps[ports[-1]] = build_control(store, token)
+    metrics = SandboxMetrics(lambda: len(store.episodes))
+    apps = {port: metrics.timed(name, SITE_BUILDERS[name](store, cfg, urls).app()) for name, port in zip(SITES, ports)}
+    apps[ports[-1]] = metrics.timed("control", build_control(store, token))
+    metrics_url = None
+    if cfg.metrics_port is not None:  # off unless configured; loopback unless env.sandbox.metrics_host says otherwise
+        socks.append(bind(cfg.metrics_host, cfg.metrics_port))
+        port = socks[-1].getsockname()[1]
+        apps[port] = metrics.app()
+        metrics_url = f"http://{url_host(cfg.metrics_host)}:{port}/metrics"
     config = uvicorn.Config(dispatcher(apps), log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=2)
     ready = {"ready": True, "urls": urls, "control": f"http://{url_host(host)}:{ports[-1]}",
-             "build_ms": round(build_ms, 1), "pid": os.getpid()}
+             "build_ms": round(build_ms, 1), "pid": os.getpid(), "metrics": metrics_url}
     return uvicorn.Server(config), socks, ready
 
 
