@@ -56,7 +56,8 @@ class RolloutFleet:
         self.cfg, self.buffer, self.model_path = cfg, buffer, model_path
         nice = {"env_vars": {"RAY_worker_niceness": str(cfg.rollout.niceness)}}
         self.pools = pools if pools is not None else [
-            remote_pool(cfg.env, num_cpus=cfg.rollout.pool_cpus, runtime_env=nice) for _ in range(cfg.rollout.browser_pools)]
+            remote_pool(cfg.env, num_cpus=cfg.rollout.pool_cpus, runtime_env=nice, resources=cfg.ray.placement.browser_pool)
+            for _ in range(cfg.rollout.browser_pools)]
         self.workers: dict[str, _Worker] = {}
         self._names = (f"w{i}" for i in itertools.count())
         self.published: tuple[int, object] | None = None  # (version, ObjectRef of the state dict)

@@ -203,11 +203,14 @@ class ReplayBuffer:
         return [SampledStep(t.id, i, t.steps[i], t.outcome) for t, i in rng.sample(index, min(n, len(index)))]
 
 
-def remote_buffer(directory: str | os.PathLike, **options):
+def remote_buffer(directory: str | os.PathLike, *, resources: dict[str, float] | None = None, **options):
     """Start a :class:`ReplayBuffer` as a Ray actor that Ray restarts (reloading the file) when its
-    process dies, retrying the calls in flight. ``options`` override the defaults of ``ray.remote``."""
+    process dies, retrying the calls in flight. ``resources``: custom Ray resources it asks for
+    (``ray.placement.replay_buffer``). ``options`` override the defaults of ``ray.remote``."""
     import ray
 
-    defaults = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
+    from webrl.cluster import placement_options
+
+    defaults = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0} | placement_options(resources or {})
     # absolute: the actor's process need not share the caller's working directory
     return ray.remote(**(defaults | options))(ReplayBuffer).remote(str(Path(directory).expanduser().resolve()))

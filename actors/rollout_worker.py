@@ -139,12 +139,16 @@ class RolloutWorker:
 def remote_worker(cfg: WebRLConfig, worker_id: str, pools: list, buffer=None, *, model_path: str | None = None,
                   **options):
     """Start a :class:`RolloutWorker` as a Ray actor; Ray restarts its process if it dies (the fleet
-    reruns its episodes elsewhere meanwhile)."""
+    reruns its episodes elsewhere meanwhile). It asks for the custom resources of
+    ``ray.placement.rollout_worker`` (a rollout GPU node of cluster.yaml)."""
     import ray
+
+    from webrl.cluster import placement_options
 
     r = cfg.rollout
     threads = r.engine_threads or os.cpu_count() or 1
     defaults = {"num_cpus": r.worker_cpus, "num_gpus": r.worker_gpus, "max_restarts": -1, "max_task_retries": 0,
                 "max_concurrency": 1000, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads),
                                                 "RAY_worker_niceness": str(r.niceness)}}}
+    defaults |= placement_options(cfg.ray.placement.rollout_worker)
     return ray.remote(**(defaults | options))(RolloutWorker).remote(cfg, worker_id, pools, buffer, model_path=model_path)

@@ -306,11 +306,16 @@ class TaskStore:
         }
 
 
-def remote_task_store(directory: str | os.PathLike, cap_per_phase: int = 500, **options):
+def remote_task_store(directory: str | os.PathLike, cap_per_phase: int = 500, *,
+                      resources: dict[str, float] | None = None, **options):
     """Start a :class:`TaskStore` as a Ray actor that Ray restarts (reloading the file) when its process
-    dies, retrying the calls in flight. ``options`` override the defaults of ``ray.remote``."""
+    dies, retrying the calls in flight. ``resources``: custom Ray resources it asks for (e.g. the
+    replay buffer's, ``ray.placement.replay_buffer``: both keep a file on their node's disk). ``options``
+    override the defaults of ``ray.remote``."""
     import ray
 
-    defaults = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0}
+    from webrl.cluster import placement_options
+
+    defaults = {"max_restarts": -1, "max_task_retries": -1, "num_cpus": 0} | placement_options(resources or {})
     path = str(Path(directory).expanduser().resolve())  # the actor's process need not share our working directory
     return ray.remote(**(defaults | options))(TaskStore).remote(path, cap_per_phase)

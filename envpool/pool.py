@@ -448,9 +448,12 @@ class BrowserPool:
         return list(self._episodes)
 
 
-def remote_pool(cfg: EnvConfig, **options):
-    """Start a :class:`BrowserPool` as a Ray actor (restarted by Ray if its process dies)."""
+def remote_pool(cfg: EnvConfig, *, resources: dict[str, float] | None = None, **options):
+    """Start a :class:`BrowserPool` as a Ray actor (restarted by Ray if its process dies). ``resources``:
+    the custom Ray resources it asks for (``ray.placement.browser_pool``: a browser node of cluster.yaml)."""
     import ray
 
-    defaults = {"max_restarts": -1, "num_cpus": 1, "max_concurrency": 1000}
+    from webrl.cluster import placement_options
+
+    defaults = {"max_restarts": -1, "num_cpus": 1, "max_concurrency": 1000} | placement_options(resources or {})
     return ray.remote(**(defaults | options))(BrowserPool).remote(cfg)

@@ -166,12 +166,17 @@ class LearnerGroup:
     rank_class = LearnerRank  # a subclass of LearnerGroup may run a LearnerRank subclass that answers more
 
     def __init__(self, ranks: int, policy: str | dict, cfg: LearnerConfig, *, micro_batch: int = 4, seed: int = 0,
-                 num_cpus_per_rank: float = 1, num_gpus_per_rank: float = 0, host: str = "127.0.0.1"):
+                 num_cpus_per_rank: float = 1, num_gpus_per_rank: float = 0, host: str = "127.0.0.1",
+                 resources: dict[str, float] | None = None):
+        """``resources``: custom Ray resources each rank asks for (``ray.placement.learner_rank``)."""
         import ray
+
+        from webrl.cluster import placement_options
 
         self._ray = ray
         address = f"{host}:{_free_port(host)}"
-        actor = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank)(self.rank_class)
+        actor = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank,
+                           **placement_options(resources or {}))(self.rank_class)
         self.ranks = [actor.remote(r, ranks, address, policy, cfg, micro_batch, seed) for r in range(ranks)]
 
     def _all(self, method: str, *args):

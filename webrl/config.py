@@ -395,11 +395,52 @@ class OrmConfig(Section):
     no_word: str = Field("NO", min_length=1, description="The answer that means failure; its first token is read.")
 
 
+Resources = dict[str, float]
+
+
+class PlacementConfig(Section):
+    """Custom Ray resources each kind of actor asks for, so that it lands on its node type: the node types of
+    ``cluster.yaml`` advertise ``webrl_browser``, ``webrl_rollout`` and ``webrl_learner`` (``ray start
+    --resources``). Empty (the default): no custom resource, any node with the CPUs/GPUs will do (local runs)."""
+
+    browser_pool: Resources = Field(
+        default_factory=dict, description="Resources one BrowserPool actor asks for, e.g. {webrl_browser: 1}.")
+    rollout_worker: Resources = Field(
+        default_factory=dict, description="Resources one RolloutWorker (and its inference engine) asks for, on top of "
+        "rollout.worker_cpus/worker_gpus, e.g. {webrl_rollout: 1}.")
+    learner_rank: Resources = Field(
+        default_factory=dict, description="Resources one learner rank asks for, on top of train.learner_cpus_per_rank/"
+        "learner_gpus_per_rank, e.g. {webrl_learner: 1}.")
+    replay_buffer: Resources = Field(
+        default_factory=dict, description="Resources the ReplayBuffer actor asks for (its file lives on that node's "
+        "disk); empty: anywhere, e.g. the head node.")
+
+    @field_validator("*")
+    @classmethod
+    def _positive(cls, value: Resources) -> Resources:
+        bad = {k: v for k, v in value.items() if not v > 0}
+        if bad:
+            raise ValueError(f"resource amounts must be > 0, got {bad}")
+        return value
+
+    def roles(self) -> dict[str, Resources]:
+        """``{"browser_pool": {...}, ...}`` for the roles that ask for something."""
+        return {name: res for name in type(self).model_fields if (res := getattr(self, name))}
+
+
 class RayConfig(Section):
-    address: str | None = Field(None, description="Ray cluster to join; None starts a local one.")
-    namespace: str = "webrl"
-    dashboard_host: str = "127.0.0.1"
-    include_dashboard: bool = False
+    address: str | None = Field(None, description="Ray cluster to join ('auto' on a cluster node); None starts a local one.")
+    namespace: str = Field("webrl", description="Ray namespace of the run's named actors.")
+    dashboard_host: str = Field(
+        "127.0.0.1", description="Address the dashboard of a local cluster listens on (loopback: reach a remote one "
+        "through an SSH tunnel, `ray dashboard cluster.yaml`); 0.0.0.0 exposes it, with no authentication, to the network.")
+    include_dashboard: bool = Field(False, description="Start the dashboard with a local cluster.")
+    placement: PlacementConfig = Field(
+        default_factory=PlacementConfig, description="Custom resources per actor kind: where each kind runs.")
+    autoscaling: bool = Field(
+        False, description="The cluster adds nodes on demand (`ray up cluster.yaml`): a placement resource no node "
+        "advertises yet is fine at start-up (the actors wait until the autoscaler starts a node that has it). false: "
+        "start-up fails naming the placement field and the resource that no node of the cluster has.")
 
 
 class WebRLConfig(Section):

@@ -80,7 +80,7 @@ def run_eval(cfg: WebRLConfig, tasks: list[Task], episodes: int, *, model: str |
     folder = Path(out_dir or Path(cfg.run_dir) / run)
     specs = eval_specs(run, tasks, episodes, cfg.seed)
     init_ray(cfg.ray)
-    buffer = remote_buffer(str(folder))
+    buffer = remote_buffer(str(folder), resources=cfg.ray.placement.replay_buffer)
     r = cfg.rollout
     console.print(f"[bold]{run}[/]: {len(specs)} episodes ({len(tasks)} tasks × {episodes}) with "
                   f"{model or r.model} on {r.workers} {r.engine} worker(s), greedy={r.eval_temperature == 0}; "

@@ -102,7 +102,7 @@ class Trainer:
         self.store.add_seeds(seeds)
         self.ledger = OutcomeLedger(self.folder)
         init_ray(cfg.ray)
-        self.buffer = remote_buffer(str(self.folder))
+        self.buffer = remote_buffer(str(self.folder), resources=cfg.ray.placement.replay_buffer)
         done = self.state.get("phases_done", 0)
         base = resolve_model(cfg.rollout.model)
         self.checkpoint = str(self.folder / "checkpoints" / f"phase-{done - 1}") if done else None
@@ -111,7 +111,8 @@ class Trainer:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         lc = cfg.learner
         self.group = ScoringGroup(tc.learner_ranks, policy, lc, micro_batch=lc.micro_batch, seed=cfg.seed,
-                                  num_cpus_per_rank=tc.learner_cpus_per_rank, num_gpus_per_rank=tc.learner_gpus_per_rank)
+                                  num_cpus_per_rank=tc.learner_cpus_per_rank, num_gpus_per_rank=tc.learner_gpus_per_rank,
+                                  resources=cfg.ray.placement.learner_rank)
         if self.checkpoint:
             self.group.load(self.checkpoint)
         self.fleet = RolloutFleet(cfg, self.buffer, model_path=policy)
