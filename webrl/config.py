@@ -24,6 +24,17 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def no_credentials_in_url(url: str) -> str:
+    """``url`` unchanged, or an error when it carries a user name or password (``https://user:pass@host``):
+    configs are written into run folders and logs, so secrets come from environment variables only."""
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).password is not None or "@" in urlsplit(url).netloc:
+        raise ValueError("a URL in the config must not carry credentials (user:password@): configs are saved with "
+                         "every run; give a key through an environment variable (e.g. curriculum.api_key_env)")
+    return url
+
+
 class BrowserConfig(Section):
     executable: str | None = Field(
         None, description="Chromium binary; $WEBRL_CHROMIUM wins, then this, then one on PATH, then Playwright's own."
@@ -126,7 +137,7 @@ class WebArenaURLs(Section):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"'{value}' is not an http(s) URL (write it like http://host:7770)")
-        return value.rstrip("/")
+        return no_credentials_in_url(value).rstrip("/")
 
 
 class WebArenaLogins(Section):
@@ -360,6 +371,8 @@ class CurriculumConfig(Section):
                              f"({self.value_high}); the paper keeps 0.05 <= V(s0) <= 0.75")
         if self.min_words > self.max_words:
             raise ValueError(f"curriculum.min_words ({self.min_words}) must not exceed curriculum.max_words ({self.max_words})")
+        if self.endpoint_url:
+            no_credentials_in_url(self.endpoint_url)
         if self.generator == "openai" and not (self.endpoint_url and self.model):
             raise ValueError("curriculum.generator=openai needs curriculum.endpoint_url (e.g. https://api.openai.com/v1) "
                              "and curriculum.model (the model name the endpoint serves)")
