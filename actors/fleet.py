@@ -7,7 +7,10 @@ streams summaries back as episodes end, and survives workers dying:
   episode that was stored just before the crash is not counted twice);
 - Ray restarts the dead worker's process (``max_restarts``); it gets work again once it answers,
   after it has loaded the latest published weights;
-- ``scale(n)`` adds workers (they pull the latest weights first) or retires some once their episodes end.
+- ``scale(n)`` adds workers (they pull the latest weights first) or retires some once their episodes end;
+  ``scale_browsers(n)`` adds BrowserPool actors or retires some (workers stop drawing contexts from a retired
+  pool at once; it is shut down once its episodes end). With a ``control`` link (``webrl/control.py``) the
+  fleet follows ``webrl scale rollout|browsers N`` between dispatches and posts its live status.
 
 Weights reach the workers one of two ways (``rollout.weight_sync``): through Ray's object store
 (:meth:`RolloutFleet.publish`), or by a bucketed broadcast from learner rank 0 over a channel of its own
@@ -29,7 +32,8 @@ from typing import Callable, Iterable
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
-from actors.agent import failed_trajectory
+from actors import metrics
+from actors.agent import failed_trajectory, suite_of
 from actors.rollout_worker import remote_worker
 from envpool.pool import remote_pool
 from webrl.config import WebRLConfig
@@ -48,16 +52,23 @@ class _Worker:
     ready_ref: object | None = None  # set while we wait for a (re)started worker to answer
     retiring: bool = False
     lost: int = 0  # times its process died under us
+    pools_gen: int = 0  # the set of browser pools it was last told (RolloutFleet._pools_gen)
     started: float = field(default_factory=time.time)
 
 
 class RolloutFleet:
-    def __init__(self, cfg: WebRLConfig, buffer=None, *, pools: list | None = None, model_path: str | None = None):
+    def __init__(self, cfg: WebRLConfig, buffer=None, *, pools: list | None = None, model_path: str | None = None,
+                 control=None):
         self.cfg, self.buffer, self.model_path = cfg, buffer, model_path
-        nice = {"env_vars": {"RAY_worker_niceness": str(cfg.rollout.niceness)}}
-        self.pools = pools if pools is not None else [
-            remote_pool(cfg.env, num_cpus=cfg.rollout.pool_cpus, runtime_env=nice, resources=cfg.ray.placement.browser_pool)
-            for _ in range(cfg.rollout.browser_pools)]
+        self.control = control  # a webrl.control.ControlLink: wanted counts in, live status out
+        self.pools = pools if pools is not None else [self._new_pool() for _ in range(cfg.rollout.browser_pools)]
+        self._pools_gen = 0  # bumped when the pools change; each worker is told the pools of the latest one
+        self._retired_pools: dict[object, object | None] = {}  # pool -> its episodes() call in flight
+        self._pool_health: dict = {"refs": None, "at": 0.0, "steps": None, "rate": None, "pools": []}
+        self.tally: dict[str, list[int]] = {}  # suite -> [successes, episodes] of the current run()
+        self.done = 0  # episodes finished in the current run()
+        self.staleness: list[int] = []  # lag of each episode finished in the current run()
+        self._ran_with: dict[str, int] = {}  # episode id -> the weights version its worker held at dispatch
         self.workers: dict[str, _Worker] = {}
         self._names = (f"w{i}" for i in itertools.count())
         self.published: tuple[int, object] | None = None  # (version, ObjectRef of the state dict)
@@ -74,15 +85,115 @@ class RolloutFleet:
         for _ in range(n - len(active)):
             wid = next(self._names)
             handle = remote_worker(self.cfg, wid, self.pools, self.buffer, model_path=self.model_path)
-            self.workers[wid] = _Worker(wid, handle, ready_ref=handle.version.remote())
+            self.workers[wid] = _Worker(wid, handle, ready_ref=handle.version.remote(), pools_gen=self._pools_gen)
         for w in sorted(active, key=lambda w: w.started)[n:] if n < len(active) else []:
             w.retiring = True
         self._reap()
+        metrics.fleet_size(self.size, len(self.pools))
 
     def _reap(self) -> None:
         for w in [w for w in self.workers.values() if w.retiring and w.inflight == 0]:
             ray.kill(w.handle, no_restart=True)
             del self.workers[w.id]
+        self._reap_pools()
+
+    # ---- browser pools ------------------------------------------------------------------------
+    def _new_pool(self):
+        nice = {"env_vars": {"RAY_worker_niceness": str(self.cfg.rollout.niceness)}}
+        return remote_pool(self.cfg.env, num_cpus=self.cfg.rollout.pool_cpus, runtime_env=nice,
+                           resources=self.cfg.ray.placement.browser_pool)
+
+    def scale_browsers(self, n: int) -> None:
+        """Run ``n`` BrowserPool actors: start new ones, or retire the newest. Every worker draws contexts from
+        the new set before its next episode; a retired pool is shut down once its running episodes end."""
+        if n < 1:
+            raise ValueError(f"the fleet needs at least one browser pool, not {n}")
+        if n == len(self.pools):
+            return
+        while len(self.pools) < n:
+            self.pools.append(self._new_pool())
+        while len(self.pools) > n:
+            self._retired_pools[self.pools.pop()] = None
+        self._pools_gen += 1
+        for w in self.workers.values():
+            if w.ready_ref is None and not w.retiring:
+                self._send_pools(w)
+        metrics.fleet_size(self.size, len(self.pools))
+        log.info("browser pools: %d (%d retiring)", len(self.pools), len(self._retired_pools))
+
+    def _send_pools(self, w: _Worker) -> None:
+        """Tell ``w`` the current pools (ordered before any episode handed to it after this call)."""
+        w.handle.set_pools.remote(self.pools)
+        w.pools_gen = self._pools_gen
+
+    def _reap_pools(self) -> None:
+        """Shut down retired pools whose episodes have all ended (asked without blocking)."""
+        for pool, ref in list(self._retired_pools.items()):
+            if ref is None:
+                self._retired_pools[pool] = pool.episodes.remote()
+                continue
+            if not ray.wait([ref], timeout=0)[0]:
+                continue
+            try:
+                busy = bool(ray.get(ref))
+            except _WORKER_LOST:
+                busy = False
+            if busy:
+                self._retired_pools[pool] = pool.episodes.remote()
+                continue
+            del self._retired_pools[pool]
+            pool.shutdown.remote()
+            ray.kill(pool, no_restart=True)
+
+    # ---- following webrl scale, posting webrl status ------------------------------------------
+    def follow_control(self) -> None:
+        """Apply the counts ``webrl scale`` asked for (polled at most every second), post the live status."""
+        if self.control is None:
+            return
+        wanted = self.control.tick(self.status)
+        if wanted.get("rollout") and wanted["rollout"] != self.size:
+            log.info("webrl scale: %d -> %d rollout workers", self.size, wanted["rollout"])
+            self.scale(wanted["rollout"])
+        if wanted.get("browsers") and wanted["browsers"] != len(self.pools):
+            log.info("webrl scale: %d -> %d browser pools", len(self.pools), wanted["browsers"])
+            self.scale_browsers(wanted["browsers"])
+
+    def status(self) -> dict:
+        """The fleet's live view for ``webrl status`` (no blocking call: pool health is fetched in the background)."""
+        workers = [w for w in self.workers.values()]
+        return {
+            "episodes": {"done": self.done, "running": sum(w.inflight for w in workers)},
+            "success": {suite: {"successes": k, "episodes": n} for suite, (k, n) in sorted(self.tally.items())},
+            "staleness": {"last": self.staleness[-1] if self.staleness else None,
+                          "max": max(self.staleness) if self.staleness else None},
+            "env_steps_per_s": self._poll_pools(),
+            "workers": {"active": self.size, "retiring": sum(w.retiring for w in workers),
+                        "restarting": sum(w.ready_ref is not None and not w.retiring for w in workers),
+                        "deaths": sum(w.lost for w in workers), "episode_reruns": self.reruns,
+                        "versions": sorted({w.version for w in workers if not w.retiring})},
+            "pools": {"active": len(self.pools), "retiring": len(self._retired_pools),
+                      "health": self._pool_health["pools"]},
+        }
+
+    def _poll_pools(self) -> float | None:
+        """Env steps per second across the pools, from their health counters (refreshed every ~2 s)."""
+        h, now = self._pool_health, time.monotonic()
+        if h["refs"] is not None and ray.wait(h["refs"], num_returns=len(h["refs"]), timeout=0)[0] == h["refs"]:
+            pools = []
+            for ref in h["refs"]:
+                try:
+                    pools.append(ray.get(ref))
+                except Exception as e:  # noqa: BLE001 - a pool restarting: say so
+                    pools.append({"alive": False, "error": str(e).splitlines()[0] if str(e) else repr(e)})
+            steps = sum(p.get("steps", 0) for p in pools)
+            if h["steps"] is not None and now > h["at"]:
+                h["rate"] = round(max(steps - h["steps"], 0) / (now - h["at"]), 2)
+            h.update(refs=None, steps=steps, at=now, pools=[
+                {k: p.get(k) for k in ("alive", "running_episodes", "free_contexts", "restarts", "error") if k in p}
+                for p in pools])
+        if h["refs"] is None and now - h["at"] >= 2.0:
+            h["refs"] = [p.health.remote() for p in self.pools]
+        return h["rate"]
 
     def wait_ready(self, timeout_s: float = 600) -> None:
         """Block until every worker has started (loaded its model) and holds the latest weights."""
@@ -207,6 +318,8 @@ class RolloutFleet:
             version, ref = self.published
             w.version = version  # load_weights runs before any episode queued after it on this actor
             w.handle.load_weights.remote(ref, version)
+        if w.pools_gen != self._pools_gen:  # it joined or restarted with an older set of pools
+            self._send_pools(w)
         return True
 
     # ---- episodes -----------------------------------------------------------------------------
@@ -224,7 +337,9 @@ class RolloutFleet:
         inflight: dict[object, tuple[EpisodeSpec, _Worker]] = {}
         results: dict[str, EpisodeSummary] = {}
         deadline = time.time() + timeout_s if timeout_s else None
+        self.tally, self.done, self.staleness = {}, 0, []
         while queue or inflight:
+            self.follow_control()
             self._dispatch(queue, inflight)
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5) if inflight else ([], [])
             for ref in ready:
@@ -233,6 +348,7 @@ class RolloutFleet:
                 summary = self._collect(ref, spec, w, queue)
                 if summary is not None and summary.id not in results:
                     results[summary.id] = summary
+                    self._count(spec, summary)
                     if on_result:
                         on_result(summary)
             self._reap()
@@ -253,7 +369,19 @@ class RolloutFleet:
             if self.published:
                 spec = spec.model_copy(update={"min_version": self.published[0] - self.cfg.rollout.max_staleness})
             inflight[w.handle.run.remote(spec)] = (spec, w)
+            self._ran_with[spec.id] = w.version
             w.inflight += 1
+
+    def _count(self, spec: EpisodeSpec, summary: EpisodeSummary) -> None:
+        """Tally a finished episode for the status: success per suite, and its staleness."""
+        self.done += 1
+        c = self.tally.setdefault(suite_of(summary.task_id), [0, 0])
+        c[0] += summary.success
+        c[1] += 1
+        ran_with = self._ran_with.pop(spec.id, None)
+        if self.published and ran_with is not None:
+            self.staleness.append(max(self.published[0] - ran_with, 0))
+            metrics.episode_staleness(self.staleness[-1], spec.mode)
 
     def _collect(self, ref, spec: EpisodeSpec, w: _Worker, queue: deque) -> EpisodeSummary | None:
         try:
@@ -262,7 +390,7 @@ class RolloutFleet:
             if w.ready_ref is None:  # the first of its calls to fail: one death
                 w.lost += 1
                 w.ready_ref = w.handle.version.remote()  # Ray restarts it; wait for it to answer
-                w.version = 0
+                w.version, w.pools_gen = 0, -1  # it comes back with the weights and pools it was started with
             if spec.attempt < self.cfg.rollout.max_attempts:
                 self.reruns += 1
                 log.warning("worker %s died during episode %s; running it again elsewhere", w.id, spec.id)
@@ -298,7 +426,7 @@ class RolloutFleet:
                 pass
             ray.kill(w.handle, no_restart=True)
         self.workers.clear()
-        for p in self.pools:
+        for p in self.pools + list(self._retired_pools):
             try:
                 ray.get(p.shutdown.remote(), timeout=30)
             except Exception:  # noqa: BLE001

@@ -15,6 +15,7 @@ import logging
 import os
 from typing import Mapping
 
+from actors import metrics
 from actors.agent import Agent, Env, RemotePool, failed_trajectory
 from actors.engine import Engine, make_engine
 from webrl.config import WebRLConfig
@@ -28,15 +29,11 @@ class RolloutWorker:
                  model_path: str | None = None, engine: Engine | None = None):
         self.cfg = cfg if isinstance(cfg, WebRLConfig) else WebRLConfig.model_validate(cfg)
         self.worker_id = worker_id
-        self.envs: list[Env] = [p if hasattr(p, "reset") and not hasattr(p.reset, "remote") else RemotePool(p)
-                                for p in pools]
-        if not self.envs:
-            raise ValueError("a rollout worker needs at least one browser pool")
+        self.set_pools(pools)
         self.buffer = buffer
         self.model = str(model_path or self.cfg.rollout.model)
         self.engine = engine or make_engine(self.cfg, model_path, seed=self.cfg.seed)
         self.agent = Agent(self.engine, self.cfg, worker_id=worker_id, model=self.model)
-        self._next_env = itertools.cycle(self.envs)
         self._version_changed = asyncio.Condition()
         self.running = 0
         self.finished = 0
@@ -58,9 +55,19 @@ class RolloutWorker:
                 log.warning("episode %s: %s (attempt %d)", spec.id, traj.outcome.reason, attempt)
             stored = await self._store(traj)
             self.finished += 1
+            metrics.episode_finished(self.worker_id, traj, self.engine.info())
             return EpisodeSummary.of(traj, stored)
         finally:
             self.running -= 1
+
+    def set_pools(self, pools: list) -> int:
+        """Draw browser contexts from ``pools`` (BrowserPool actors, or local pools) from now on; episodes
+        running keep the pool they have. The fleet calls it when ``webrl scale browsers`` changed the pools."""
+        envs: list[Env] = [p if hasattr(p, "reset") and not hasattr(p.reset, "remote") else RemotePool(p) for p in pools]
+        if not envs:
+            raise ValueError("a rollout worker needs at least one browser pool")
+        self.envs, self._next_env = envs, itertools.cycle(envs)
+        return len(envs)
 
     async def _episode(self, env: Env, spec: EpisodeSpec) -> Trajectory:
         try:

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from actors.weight_broadcast import ChannelSpec, WeightChannel, device_identity, open_store
+from learner import metrics
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.learner import Batch, Learner
 from learner.lora import merged
@@ -183,10 +184,19 @@ class LearnerGroup:
         return self._ray.get([getattr(r, method).remote(*args) for r in self.ranks])
 
     def actor_step(self, batch: Batch) -> dict:
-        return self._all("actor_step", batch)[0]
+        return self._update("actor", batch)
 
     def critic_step(self, batch: Batch) -> dict:
-        return self._all("critic_step", batch)[0]
+        return self._update("critic", batch)
+
+    def _update(self, model: str, batch: Batch) -> dict:
+        """One ``actor_step``/``critic_step`` on every rank; its loss and tokens/s go to the metrics."""
+        import time
+
+        t0 = time.perf_counter()
+        out = self._all(f"{model}_step", batch)[0]
+        metrics.update(model, out, int(batch.attention_mask.sum()), time.perf_counter() - t0)
+        return out
 
     def sft_step(self, batch: Batch) -> dict:
         return self._all("sft_step", batch)[0]
@@ -205,10 +215,12 @@ class LearnerGroup:
         t0 = time.perf_counter()
         if fleet is not None and fleet.weight_channel(self.ranks[0]):
             version, ref, held_at = fleet.receive_broadcast([r.broadcast_weights.remote() for r in self.ranks])
+            metrics.weight_sync("broadcast", held_at - t0, version)
             return version, ref, held_at - t0
         version, (ref,) = self._all("publish_weights")[0]
         if fleet is not None:
             fleet.publish(ref, version)
+        metrics.weight_sync("object_store", time.perf_counter() - t0, version)
         return version, ref, time.perf_counter() - t0
 
     def save(self, folder: str, *, phase: int = 0, step: int = 0, tokenizer_dir: str | None = None) -> str:

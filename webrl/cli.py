@@ -33,6 +33,7 @@ EPILOG = """examples:
   webrl env demo --suite sandbox --split train --save demos/   oracle replays as demonstrations
   webrl train --config tiny --set learner.phases=2     the WebRL phase loop; --resume runs/train-... continues one
   webrl orm train --data runs/ --out checkpoints/orm && webrl orm eval --data runs/new/ --model checkpoints/orm
+  webrl status ; webrl scale rollout 4 ; webrl scale browsers 8   watch and resize a running webrl train
 """
 
 
@@ -180,6 +181,51 @@ def cmd_train(cfg: WebRLConfig, args) -> int:
     return 0
 
 
+def _control(cfg: WebRLConfig, args):
+    """The running job's control actor; prints why there is none and returns None."""
+    from webrl.control import NoRunError, connect
+
+    try:
+        return connect(args.address or cfg.ray.address, cfg.ray.namespace)
+    except NoRunError as e:
+        console.print(f"[bold red]{e}[/]", highlight=False)
+        return None
+
+
+def cmd_status(cfg: WebRLConfig, args) -> int:
+    import ray
+
+    from webrl.control import status_table
+
+    handle = _control(cfg, args)
+    if handle is None:
+        return 1
+    st = ray.get(handle.status.remote(), timeout=30)
+    if args.json:
+        print(json.dumps(st, indent=2, default=str))
+    else:
+        console.print(status_table(st))
+    return 0
+
+
+def cmd_scale(cfg: WebRLConfig, args) -> int:
+    import ray
+
+    from webrl.control import SCALABLE
+
+    handle = _control(cfg, args)
+    if handle is None:
+        return 1
+    try:
+        ray.get(handle.scale.remote(args.what, args.n), timeout=30)
+    except ray.exceptions.RayTaskError as e:  # the control actor refused the count: its reason
+        console.print(f"[bold red]error:[/] {str(e).strip().splitlines()[-1]}", highlight=False)
+        return 2
+    console.print(f"asked the run for {args.n} {SCALABLE[args.what]}; the driver applies it between dispatches "
+                  "(see webrl status)", highlight=False)
+    return 0
+
+
 def cmd_show_trajectory(cfg: WebRLConfig, args) -> int:
     from webrl.trajectory_view import find_trajectory, print_trajectory
 
@@ -300,6 +346,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "own config (--set applies on top)")
     _config_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("status", help="the running webrl train job: phase, policy version, throughput, success, "
+                       "staleness, workers and browser pools",
+                       description="Connect to the Ray cluster and print the status the running `webrl train` posts "
+                       "(every second or so). Exit status 1 when no run is going in the namespace (ray.namespace).")
+    p.add_argument("--address", help="the Ray cluster (default: ray.address, else auto: the cluster of this node)")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    _config_args(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("scale", help="change the running job's rollout workers or browser pools, without restarting "
+                       "the learner", description="Ask the running `webrl train` for N rollout workers (new ones load "
+                       "the latest published weights before their first episode; retired ones finish their episodes) "
+                       "or N BrowserPool actors. The driver applies it between dispatches, within about a second while "
+                       "episodes run, else at the next rollout.")
+    p.add_argument("what", choices=["rollout", "browsers"], help="rollout: rollout workers; browsers: BrowserPool actors")
+    p.add_argument("n", type=int, help="how many (>= 1)")
+    p.add_argument("--address", help="the Ray cluster (default: ray.address, else auto: the cluster of this node)")
+    _config_args(p)
+    p.set_defaults(func=cmd_scale)
 
     p = sub.add_parser("show-trajectory", help="one saved episode, readable: instruction, each page, each action, outcome")
     p.add_argument("id", help="a trajectory id, or a unique prefix of one (eval prints them)")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,7 +54,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "reward, before the ORM)", ("suite", "phase", "mode", "success")),
     # the rollout fleet (actors/fleet.py, in the driver)
     Metric("webrl_rollout_staleness", "histogram", "Policy versions the finished episode's weights lagged the latest "
-           "published version", ("mode",), (0, 1, 2, 3, 5, 10)),
+           "published version", ("mode",), (0.5, 1.5, 2.5, 4.5, 9.5)),  # integer lags: le=0.5 counts 0
     Metric("webrl_rollout_workers", "gauge", "Rollout workers: active (not retiring)"),
     Metric("webrl_browser_pools", "gauge", "BrowserPool actors the workers draw browser contexts from"),
     # the learner group (learner/group.py, in the driver)
@@ -106,10 +108,11 @@ def _record(name: str, value: float, tags: dict) -> None:
                 metric.inc(value, t)
         elif kind == "gauge":
             metric.set(value, t)
+            _keep_gauge(name, value, t)
         else:
             metric.observe(value, t)
     except Exception as e:  # noqa: BLE001 - a metric must never break a run
-        _warn_once(name, e)
+        _warn_once(name, str(e))
 
 
 def ray_ready() -> bool:
@@ -120,9 +123,39 @@ def ray_ready() -> bool:
     return ray is not None and ray.is_initialized()
 
 
-@functools.cache
-def _warn_once(name: str, error: Exception) -> None:
-    log.warning("metric %s not recorded: %s", name, error)
+_warned: set[str] = set()
+GAUGE_REFRESH_S = 1.0
+_gauges: dict[tuple[str, tuple], float] = {}  # (name, tags) -> the value last set in this process
+_refresher: threading.Thread | None = None
+
+
+def _keep_gauge(name: str, value: float, tags: dict[str, str]) -> None:
+    """Ray exports a gauge value only after it was set and drops it from its Prometheus export a couple of
+    report intervals later; a daemon thread sets each gauge's last value again every second, so that a value
+    that changes rarely (the policy version, the replay size) stays on the dashboard while the process lives."""
+    global _refresher
+    _gauges[(name, tuple(sorted(tags.items())))] = value
+    if _refresher is None:
+        _refresher = threading.Thread(target=_refresh_gauges, name="webrl-metrics-gauges", daemon=True)
+        _refresher.start()
+
+
+def _refresh_gauges() -> None:
+    while True:
+        time.sleep(GAUGE_REFRESH_S)
+        if not ray_ready():
+            continue
+        for (name, tags), value in list(_gauges.items()):
+            try:
+                _ray_metric(name).set(value, dict(tags))
+            except Exception as e:  # noqa: BLE001 - a metric must never break a run
+                _warn_once(name, str(e))
+
+
+def _warn_once(name: str, error: str) -> None:
+    if name not in _warned:
+        _warned.add(name)
+        log.warning("metric %s not recorded: %s", name, error)
 
 
 def inc(name: str, value: float = 1, **tags) -> None:
@@ -149,3 +182,23 @@ def prometheus_names(name: str) -> set[str]:
     if kind == "histogram":
         return {base + "_bucket", base + "_sum", base + "_count"}
     return {base}
+
+
+# ---- the webrl train driver --------------------------------------------------------------------
+def phase_finished(entry: dict) -> None:
+    """A phase's summary (``Trainer.phase``): judged success per suite and split, curriculum counts."""
+    k = entry["phase"]
+    for split in ("train", "test"):
+        for suite, row in ((entry.get(split) or {}).get("sites") or {}).items():
+            if row.get("success_rate") is not None:
+                set_gauge("webrl_success_rate", row["success_rate"], suite=suite, phase=k, split=split)
+    cur = entry.get("curriculum") or {}
+    for outcome in ("generated", "kept", "rejected"):
+        if isinstance(cur.get(outcome), (int, float)):
+            set_gauge("webrl_curriculum_tasks", cur[outcome], phase=cur.get("phase", k + 1), outcome=outcome)
+
+
+def run_progress(phase: int, replay_size: int | None) -> None:
+    set_gauge("webrl_phase", phase)
+    if replay_size is not None:
+        set_gauge("webrl_replay_size", replay_size)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from webrl import metrics
 from webrl.config import ConfigError, WebRLConfig, _set_dotted, parse_override
 from webrl.train_report import PLOT, REPORT, phase_table, plot_success, success_by_site, write_json
 from webrl.types import EpisodeSpec, Task, Trajectory
@@ -85,6 +86,7 @@ class Trainer:
         from envpool.suites import Suites
         from learner.scoring import ScoringGroup
         from webrl.cluster import init_ray
+        from webrl.control import ControlLink, start_control
         from webrl.train_scoring import OutcomeLedger
 
         cfg, tc = self.cfg, self.tc
@@ -115,7 +117,8 @@ class Trainer:
                                   resources=cfg.ray.placement.learner_rank)
         if self.checkpoint:
             self.group.load(self.checkpoint)
-        self.fleet = RolloutFleet(cfg, self.buffer, model_path=policy)
+        self.control = ControlLink(start_control(self.run, cfg.ray.namespace))
+        self.fleet = RolloutFleet(cfg, self.buffer, model_path=policy, control=self.control)
         self.policy_dir = policy
         self.version = 0
         if self.checkpoint:  # the workers hold the checkpoint's weights: give them its version too
@@ -130,6 +133,8 @@ class Trainer:
             part = getattr(self, name, None)
             if part is not None:
                 part.shutdown()
+        if getattr(self, "control", None) is not None:  # the run is over: `webrl status` says so
+            self._ray.kill(self.control.handle)
         for name in ("store", "ledger"):
             if getattr(self, name, None) is not None:
                 getattr(self, name).close()
@@ -141,6 +146,7 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------------
     def train(self) -> dict:
         """Run the phases left; returns the report."""
+        self.post_status(self.state.get("phases_done", 0), "starting")
         if self.tc.eval_initial and self.report["initial"] is None and self.test_tasks:
             self.report["initial"] = self.evaluate(-1)
             console.print(f"starting policy on the test tasks: {_fmt(self.report['initial'])}", highlight=False)
@@ -158,8 +164,10 @@ class Trainer:
             now = time.perf_counter()
             times[name] = now - t
             t = now
+            self.post_status(k, f"{name} done")
 
         tasks = self.phase_tasks(k)
+        self.post_status(k, "rollout")
         raw = self.rollout(k, tasks)
         lap("rollout")
         trajs = self.score(raw, tasks)
@@ -180,10 +188,21 @@ class Trainer:
                  "orm": orm_agreement(raw, self.ledger), "curriculum": curriculum, "replay": replay, "learner": learner,
                  "times": times}
         self.save(k, entry)
+        metrics.phase_finished(entry)
+        self.post_status(k, "checkpoint done", last_train=entry["train"], last_test=entry["test"])
         times["checkpoint"] = time.perf_counter() - t
         times["total"] = sum(times.values())
         write_json(self.folder / REPORT, self.report)
         return entry
+
+    def post_status(self, k: int, stage: str, **fields) -> None:
+        """Tell ``webrl status`` where the run is (with the fleet's live view) and the metrics the phase and
+        replay size; apply any ``webrl scale`` asked for meanwhile."""
+        replay = self._ray.get(self.buffer.count.remote())
+        metrics.run_progress(k, replay)
+        self.control.update(self.fleet.status, phase=k, phases=self.cfg.learner.phases, stage=stage,
+                            version=self.version, replay_size=replay, **fields)
+        self.fleet.follow_control()
 
     # ---- steps of a phase ---------------------------------------------------------------------
     def site_of(self, task_id: str) -> str:
