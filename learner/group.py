@@ -19,18 +19,21 @@ from learner import metrics
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.learner import Batch, Learner
 from learner.lora import merged
-from learner.parallel import full_state_dict, is_sharded
+from learner.parallel import full_state_dict, is_sharded, shards_from_cpu
 from webrl.config import LearnerConfig
 
 
 def build_policy(spec: str | dict, seed: int = 0):
-    """A causal LM from a Hugging Face directory, or a randomly initialised Llama from a config dict."""
+    """A causal LM from a Hugging Face directory, or a randomly initialised Llama from a config dict; in
+    fp32 whatever dtype the checkpoint was saved in (transformers keeps the saved one): these are the master
+    weights the optimizer updates, and bf16 ones would round away updates as small as lr 1e-6 makes. bf16
+    compute comes from ``learner.precision`` (autocast, FSDP2's MixedPrecisionPolicy)."""
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     if isinstance(spec, dict):
         return LlamaForCausalLM(LlamaConfig(**spec))
-    return AutoModelForCausalLM.from_pretrained(spec)
+    return AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
 
 
 def policy_weights(policy: torch.nn.Module) -> dict:
@@ -48,8 +51,8 @@ class LearnerRank:
             dist.init_process_group(backend, init_method=f"tcp://{address}", rank=rank, world_size=world)
         torch.manual_seed(seed)
         model = build_policy(policy, seed)
-        if torch.cuda.is_available():  # Ray gives each rank its own GPU: cuda:0 here
-            model = model.to("cuda")
+        if torch.cuda.is_available() and not shards_from_cpu(cfg.strategy, world):
+            model = model.to("cuda")  # Ray gives each rank its own GPU: cuda:0 here
         self.learner = Learner(model, cfg, micro_batch=micro_batch)
 
     def actor_step(self, batch: Batch) -> dict:

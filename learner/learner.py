@@ -19,7 +19,8 @@ from learner.critic import Critic
 from learner.logprobs import action_logprob_sums, action_logprobs
 from learner.lora import merged, with_lora
 from learner.losses import paper_actor_terms, reference_actor_terms
-from learner.parallel import copy_parameters, distribute, full_state_dict, full_value, gradient_sync, release
+from learner.parallel import (copy_parameters, distribute, full_state_dict, full_value, gradient_sync, release,
+                              training_device)
 from webrl.config import LearnerConfig
 from webrl.hardware import cpu_has_bf16
 
@@ -88,9 +89,12 @@ class Learner:
     def __init__(self, policy: nn.Module, cfg: LearnerConfig, *, micro_batch: int = 4, critic: Critic | None = None):
         self.cfg, self.micro_batch = cfg, micro_batch
         self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.device = next(policy.parameters()).device
+        self.device = training_device(policy, cfg.strategy)
         self.reference = self._frozen_copy(policy)
         self.critic = (critic or Critic.from_causal_lm(policy)).train()
+        if cfg.gradient_checkpointing:  # recompute each layer's activations in the backward pass
+            for model in (policy, self.critic.trunk):
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.policy = with_lora(policy, cfg.lora).train()
         self.autocast_dtype = autocast_dtype(cfg.precision)
         # FSDP2 shards these in place: self.policy, self.reference and self.critic then hold DTensor shards

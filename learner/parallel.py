@@ -61,12 +61,25 @@ def fully_shard_layers(root: nn.Module, *, bf16: bool) -> nn.Module:
     if not layers:
         raise ValueError(f"fsdp2 found no decoder layers to shard in {type(root).__name__} (it looks for a "
                          "Hugging Face decoder's `layers` list); use learner.strategy=ddp for this model")
-    device = next(root.parameters()).device.type
-    mesh = _mesh("cuda" if device == "cuda" else "cpu")
+    mesh = _mesh("cuda" if torch.cuda.is_available() else "cpu")  # CPU-built modules: shards move to the GPU
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     for layer in layers:
         fully_shard(layer, mesh=mesh, mp_policy=mp)
     return fully_shard(root, mesh=mesh, mp_policy=mp)
+
+
+def shards_from_cpu(strategy: str, world: int) -> bool:
+    """Whether a rank builds its modules on the CPU and lets FSDP2 move only its shards to the GPU (fsdp2
+    over more than one rank): the policy, its frozen reference and the critic never sit whole on one GPU
+    (an 8B model's three fp32 copies are ~96 GB)."""
+    return strategy == "fsdp2" and world > 1
+
+
+def training_device(module: nn.Module, strategy: str) -> torch.device:
+    """Where a rank's batches go: its GPU when FSDP2 moves CPU-built modules there, else the module's device."""
+    if torch.cuda.is_available() and shards_from_cpu(strategy, world_size()):
+        return torch.device("cuda")
+    return next(module.parameters()).device
 
 
 def distribute(module: nn.Module, strategy: str, *, trainable: bool = True, bf16: bool = False) -> nn.Module:

@@ -41,6 +41,27 @@ def test_accumulation_takes_the_same_step_as_one_big_batch(mode):
         assert torch.allclose(states[0][k], states[1][k], atol=1e-6), k
 
 
+def test_gradient_checkpointing_takes_the_same_steps():
+    """learner.gradient_checkpointing recomputes activations in the backward pass: same actor and critic steps."""
+    states = []
+    for checkpointing in (False, True):
+        learner = Learner(build_policy(TINY, seed=0), _cfg(gradient_checkpointing=checkpointing), micro_batch=4)
+        assert learner.policy.is_gradient_checkpointing is checkpointing
+        assert learner.critic.trunk.is_gradient_checkpointing is checkpointing
+        learner.actor_step(_batch())
+        learner.critic_step(_batch())
+        states.append({**learner.policy.state_dict(), **{f"critic.{k}": v for k, v in learner.critic.state_dict().items()}})
+    for k in states[0]:
+        assert torch.allclose(states[0][k], states[1][k], atol=1e-6), k
+
+
+def test_a_bf16_checkpoint_trains_as_fp32_master_weights(tmp_path):
+    """transformers keeps a checkpoint's saved dtype; the learner's copy must be fp32 or small updates vanish."""
+    build_policy(TINY, seed=0).to(torch.bfloat16).save_pretrained(tmp_path)
+    policy = build_policy(str(tmp_path))
+    assert {p.dtype for p in policy.parameters()} == {torch.float32}
+
+
 def test_actor_step_raises_log_prob_of_positive_advantage_actions():
     from learner.logprobs import action_logprobs
 
