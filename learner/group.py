@@ -184,7 +184,14 @@ class LearnerGroup:
         self.ranks = [actor.remote(r, ranks, address, policy, cfg, micro_batch, seed) for r in range(ranks)]
 
     def _all(self, method: str, *args):
-        return self._ray.get([getattr(r, method).remote(*args) for r in self.ranks])
+        """Call ``method`` on every rank; the answers in rank order. A rank that died raises its Ray actor error
+        at once, even while the others wait for it in a collective (they would until torch.distributed's timeout)."""
+        refs = [getattr(r, method).remote(*args) for r in self.ranks]
+        pending = refs
+        while len(pending) > 1:
+            done, pending = self._ray.wait(pending, num_returns=1)
+            self._ray.get(done)
+        return self._ray.get(refs)
 
     def actor_step(self, batch: Batch) -> dict:
         return self._update("actor", batch)

@@ -84,10 +84,10 @@ class Trainer:
         from actors.replay_buffer import remote_buffer
         from curriculum.task_store import TaskStore
         from envpool.suites import Suites
-        from learner.scoring import ScoringGroup
         from webrl.cluster import init_ray
         from webrl.control import ControlLink, start_control
         from webrl.train_scoring import OutcomeLedger
+        from webrl.train_warm_start import warm_start
 
         cfg, tc = self.cfg, self.tc
         (self.folder / CONFIG).write_text(cfg.model_dump_json(indent=2))
@@ -100,6 +100,11 @@ class Trainer:
         if not seeds:
             raise ConfigError(f"no seed tasks: suite {tc.suite!r} split {tc.train_split!r} is empty (set train.suite, "
                              "train.train_split, or env.sandbox.tasks_dir to a folder of task files)")
+        warm = warm_start(cfg, self.folder)
+        if warm:  # the run starts from the warm-start policy (its initial evaluation measures it)
+            cfg.rollout.model = warm["policy"]
+            if not warm.get("resumed"):
+                self.report["warm_start"] = warm
         self.store = TaskStore(self.folder, cfg.curriculum.cap_per_phase)
         self.store.add_seeds(seeds)
         self.ledger = OutcomeLedger(self.folder)
@@ -112,11 +117,7 @@ class Trainer:
         self.tokenizer = AutoTokenizer.from_pretrained(policy)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         lc = cfg.learner
-        self.group = ScoringGroup(tc.learner_ranks, policy, lc, micro_batch=lc.micro_batch, seed=cfg.seed,
-                                  num_cpus_per_rank=tc.learner_cpus_per_rank, num_gpus_per_rank=tc.learner_gpus_per_rank,
-                                  resources=cfg.ray.placement.learner_rank)
-        if self.checkpoint:
-            self.group.load(self.checkpoint)
+        self.group = self.learner_group(self.checkpoint, base)
         self.control = ControlLink(start_control(self.run, cfg.ray.namespace))
         self.fleet = RolloutFleet(cfg, self.buffer, model_path=policy, control=self.control)
         self.policy_dir = policy
@@ -127,6 +128,20 @@ class Trainer:
         console.print(f"[bold]{self.run}[/]: {len(seeds)} seed tasks, {len(self.test_tasks)} test tasks of {tc.suite}; "
                       f"{lc.phases} phases, {tc.episodes_per_task} episodes per task; policy {policy}; "
                       f"run folder {self.folder}" + (f"; resuming after phase {done - 1}" if done else ""), highlight=False)
+
+    def learner_group(self, checkpoint: str | None, base):
+        """The learner group as a phase starts: built on ``checkpoint`` (a phase checkpoint, loaded whole:
+        policy, reference, critic, optimizers, version) or, before the first one, on the starting policy."""
+        from learner.scoring import ScoringGroup
+
+        cfg, tc, lc = self.cfg, self.tc, self.cfg.learner
+        policy = str(Path(checkpoint) / "policy") if checkpoint else str(base)
+        group = ScoringGroup(tc.learner_ranks, policy, lc, micro_batch=lc.micro_batch, seed=cfg.seed,
+                             num_cpus_per_rank=tc.learner_cpus_per_rank, num_gpus_per_rank=tc.learner_gpus_per_rank,
+                             resources=cfg.ray.placement.learner_rank)
+        if checkpoint:
+            group.load(checkpoint)
+        return group
 
     def close(self) -> None:
         for name in ("fleet", "group"):
@@ -263,10 +278,25 @@ class Trainer:
         return success_by_site(trajs, self.site_of)
 
     def learn(self, k: int, trajs: list[Trajectory]) -> tuple[dict, dict]:
+        """Train on the phase (``webrl/train_learn.py``). A learner rank that dies mid-phase loses the phase's
+        updates so far: the group is rebuilt from the last phase checkpoint and the phase trained once more
+        (its figures are the second run's; ``restarts`` says it happened)."""
+        from ray.exceptions import RayActorError
+
         from webrl.train_learn import phase_update
 
         past = self.ledger.apply(t for t in self._ray.get(self.buffer.query.remote(mode="train")) if t.phase < k)
-        return phase_update(self.group, self.cfg, trajs, past, pad_id=self.pad_id, phase=k)
+        try:
+            return phase_update(self.group, self.cfg, trajs, past, pad_id=self.pad_id, phase=k)
+        except RayActorError as e:  # a learner rank died: redo the phase's learning from the last phase checkpoint
+            log.warning("phase %d: a learner rank died (%s); rebuilding the learner group from %s and training the "
+                        "phase again", k, type(e).__name__, self.state.get("checkpoint") or "the starting policy")
+            self.group.shutdown()
+            from actors.model_store import resolve_model
+
+            self.group = self.learner_group(self.state.get("checkpoint"), resolve_model(self.cfg.rollout.model))
+            replay, learner = phase_update(self.group, self.cfg, trajs, past, pad_id=self.pad_id, phase=k)
+            return replay, learner | {"restarts": 1}
 
     def evolve(self, k: int, trajs: list[Trajectory]) -> dict:
         from webrl.train_curriculum import evolve_next
