@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,44 +64,73 @@ def _assert_clean(run: Path, phases: int, episodes: int) -> dict:
     return report
 
 
-@pytest.mark.browser
-def test_worker_pool_buffer_and_learner_rank_killed_mid_phase_lose_and_double_nothing(cluster, tiny_model_dir, tmp_path):
-    """One phase of 8 episodes; killed at seeded points: the rollout worker, the browser pool and the replay
-    buffer (ray.kill, Ray restarts each) while episodes stream in, and the learner rank (SIGKILL) mid-learning."""
+def _train_in_process(model: Path, run_dir: Path, episodes: int, plan) -> tuple[Path, dict, list[dict]]:
+    """One phase of `webrl train --config tiny` in this process, with the faults ``plan(trainer, run)`` gives
+    injected while it runs; returns (run folder, report, the faults done)."""
     from webrl.config import load_config
     from webrl.train import Trainer
 
-    episodes = 4
-    cfg = load_config("tiny", train_sets(tiny_model_dir, tmp_path, phases=1, episodes=episodes))
-    trainer = Trainer(cfg)
-    run = trainer.folder
+    trainer = Trainer(load_config("tiny", train_sets(model, run_dir, phases=1, episodes=episodes)))
     trainer.setup()
     try:
-        rank_pid = faults.actor_pid(trainer.group.ranks[0])
-        first_pid = faults.actor_pid(trainer.fleet.workers["w0"].handle)
-        at = faults.seeded_points(seed=7, n=3, low=1, high=6)  # stored trajectories before each kill
-        stored = lambda n: lambda: faults.stored_count(run) >= n  # noqa: E731
-        judged = lambda: (run / "outcomes.jsonl").exists() and (run / "outcomes.jsonl").read_bytes().count(b"\n") >= 8  # noqa: E731
-        injector = faults.Injector([
-            faults.Fault("rollout worker", stored(at[0]), lambda: faults.kill_actor(trainer.fleet.workers["w0"].handle)),
-            faults.Fault("browser pool", stored(at[1]), lambda: faults.kill_actor(trainer.fleet.pools[0])),
-            faults.Fault("replay buffer", stored(at[2]), lambda: faults.kill_actor(trainer.buffer)),
-            faults.Fault("learner rank", judged, lambda: faults.kill_pid(rank_pid)),  # once scored: learning begins
-        ]).start()
-        t0 = time.monotonic()
+        injector = faults.Injector(plan(trainer, trainer.folder)).start()
         report = trainer.train()
         done = injector.stop()
-        print("faults:", done, "train took", round(time.monotonic() - t0, 1), "s")
         assert not injector.errors, injector.errors
-        assert [d["fault"] for d in done] == ["rollout worker", "browser pool", "replay buffer", "learner rank"]
-        assert trainer.fleet.workers["w0"].lost >= 1
-        assert faults.actor_pid(trainer.fleet.workers["w0"].handle) != first_pid  # a new process took over
-        assert report["phases"][0]["learner"].get("restarts") == 1  # the phase's learning ran again, once
-        assert report["phases"][0]["learner"]["actor_steps"] >= 1
+        checks = {"worker_lost": trainer.fleet.workers["w0"].lost, "reruns": trainer.fleet.reruns}
     finally:
         trainer.close()
-    _assert_clean(run, phases=1, episodes=episodes)
-    # the learner's checkpoint holds the redone phase: its version is what the report published
+    _assert_clean(trainer.folder, phases=1, episodes=episodes)
+    return trainer.folder, report | {"checks": checks}, done
+
+
+def _stored(run: Path, n: int):
+    return lambda: faults.stored_count(run) >= n
+
+
+@pytest.mark.browser
+def test_a_rollout_worker_and_the_replay_buffer_killed_mid_phase_lose_and_double_nothing(cluster, tiny_model_dir,
+                                                                                         tmp_path):
+    """A short phase (4 episodes): the rollout worker and the replay buffer killed (ray.kill; Ray restarts
+    both) at seeded points while episodes stream in."""
+    at = faults.seeded_points(seed=3, n=2, low=1, high=3)
+
+    def plan(trainer, run):
+        return [faults.Fault("rollout worker", _stored(run, at[0]), lambda: faults.kill_actor(trainer.fleet.workers["w0"].handle)),
+                faults.Fault("replay buffer", _stored(run, at[1]), lambda: faults.kill_actor(trainer.buffer))]
+
+    run, report, done = _train_in_process(tiny_model_dir, tmp_path, 2, plan)
+    assert [d["fault"] for d in done] == ["rollout worker", "replay buffer"]
+    assert report["checks"]["worker_lost"] == 1
+    assert report["phases"][0]["learner"]["actor_steps"] >= 1 and "restarts" not in report["phases"][0]["learner"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_pool_buffer_worker_and_a_learner_rank_killed_mid_phase(cluster, tiny_model_dir, tmp_path):
+    """One phase of 8 episodes; killed at seeded points: the rollout worker, the browser pool and the replay
+    buffer (ray.kill, Ray restarts each) while episodes stream in, then the learner rank (SIGKILL of its
+    process) once the phase is judged and learning has begun: the phase's learning is redone from the last
+    checkpoint (here the starting policy), once."""
+    at = faults.seeded_points(seed=7, n=3, low=1, high=6)
+    pids = {}
+
+    def plan(trainer, run):
+        pids["rank"] = faults.actor_pid(trainer.group.ranks[0])
+        pids["worker"] = faults.actor_pid(trainer.fleet.workers["w0"].handle)
+        ledger = run / "outcomes.jsonl"
+        judged = lambda: ledger.exists() and ledger.read_bytes().count(b"\n") >= 8  # noqa: E731 - then learning starts
+        return [faults.Fault("rollout worker", _stored(run, at[0]), lambda: faults.kill_actor(trainer.fleet.workers["w0"].handle)),
+                faults.Fault("browser pool", _stored(run, at[1]), lambda: faults.kill_actor(trainer.fleet.pools[0])),
+                faults.Fault("replay buffer", _stored(run, at[2]), lambda: faults.kill_actor(trainer.buffer)),
+                faults.Fault("learner rank", judged, lambda: faults.kill_pid(pids["rank"]))]
+
+    run, report, done = _train_in_process(tiny_model_dir, tmp_path, 4, plan)
+    assert [d["fault"] for d in done] == ["rollout worker", "browser pool", "replay buffer", "learner rank"]
+    assert report["checks"]["worker_lost"] >= 1
+    learner = report["phases"][0]["learner"]
+    assert learner.get("restarts") == 1 and learner["actor_steps"] >= 1  # the phase's learning ran again, once
+    # the checkpoint holds the redone phase: its version is the one the report published
     manifest = json.loads((run / "checkpoints" / "phase-0" / "manifest.json").read_text())
     assert manifest["version"] == report["phases"][0]["version"]
 
