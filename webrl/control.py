@@ -60,7 +60,14 @@ def start_control(run: str, namespace: str):
     """Start the run's control actor (named ``webrl-control`` in ``namespace``, owned by this driver)."""
     import ray
 
-    if find_control(namespace) is not None:
+    deadline = time.monotonic() + 10
+    while (old := find_control(namespace)) is not None:
+        try:
+            ray.get(old.status.remote(), timeout=5)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            if time.monotonic() < deadline:  # the last run's actor, killed as it closed: its name frees shortly
+                time.sleep(0.2)
+                continue
         raise RuntimeError(f"another webrl run is going in Ray namespace {namespace!r} (see `webrl status`); "
                            "set ray.namespace to another name to run both")
     return ray.remote(num_cpus=0, max_restarts=-1)(RunControl).options(
