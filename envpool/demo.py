@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 import time
 from collections import defaultdict
@@ -20,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from envpool.pool import remote_pool
+from envpool.random_policy import random_action
 from envpool.sandbox.oracle import save_demos
 from envpool.suites.miniwob_scripts import POLICIES, scripted_action
 from envpool.suites.miniwob_split import SPLITS, fingerprint, is_heldout, split_of, task_name
@@ -30,16 +32,21 @@ from webrl.types import EpisodeRecord
 console = Console()
 
 
-async def _episode(pool, task_id: str, seed: int | None, max_steps: int, oracle: list[str] | None) -> EpisodeRecord:
-    """One episode: the scripted policy's actions, or (``oracle`` given) the oracle's, verbatim. A
-    policy that cannot go on ends its own episode (the record's reason says why), never the run."""
+async def _episode(pool, task_id: str, seed: int | None, max_steps: int, oracle: list[str] | None,
+                   policy: str = "scripted") -> EpisodeRecord:
+    """One episode: the scripted policy's actions (or the random floor's, ``policy="random"``), or (``oracle``
+    given) the oracle's, verbatim. A policy that cannot go on ends its own episode (the record's reason says
+    why), never the run."""
     rec = await pool.reset.remote(task_id, seed)
     obs, history, gave_up = rec.first_observation, [], None
+    rng = random.Random(f"{task_id}/{seed}")
     for number in range(max_steps if oracle is None else min(max_steps, len(oracle))):
         if rec.status.value != "running" or obs is None:
             break
         if oracle is not None:
             text = oracle[number]
+        elif policy == "random":
+            text = random_action(rec.instruction, obs.html, rng)
         else:
             try:
                 text = scripted_action(task_id, rec.instruction, obs.html, history)
@@ -57,12 +64,12 @@ async def _episode(pool, task_id: str, seed: int | None, max_steps: int, oracle:
     return final
 
 
-async def _run_all(pools, jobs, max_steps, contexts, progress, bar) -> list[EpisodeRecord]:
+async def _run_all(pools, jobs, max_steps, contexts, progress, bar, policy: str) -> list[EpisodeRecord]:
     gate = asyncio.Semaphore(contexts * len(pools))  # no episode waits for a context long enough to time out
 
     async def one(i, task_id, seed, oracle):
         async with gate:
-            rec = await _episode(pools[i % len(pools)], task_id, seed, max_steps, oracle)
+            rec = await _episode(pools[i % len(pools)], task_id, seed, max_steps, oracle, policy)
         progress.advance(bar)
         return rec
 
@@ -121,40 +128,59 @@ def scripted_tasks(tasks: list[str] | None, split: str | None, save: bool, allow
     return names
 
 
-def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, report: str | None,
-             save: str | None = None, suite: str = "miniwob", split: str | None = None,
-             allow_heldout: bool = False) -> int:
-    if suite == "miniwob":
+def demo_jobs(cfg: WebRLConfig, suite: str, tasks: list[str] | None, seeds: int, split: str | None, save: bool,
+              allow_heldout: bool, policy: str = "scripted") -> tuple[list[tuple], str]:
+    """(task id, seed, oracle) per episode, and a title: MiniWoB++'s scripted policies over ``seeds`` seeds,
+    or each task's oracle once, or (``policy="random"``) the random floor on any suite's tasks over ``seeds``
+    seeds. Raises :class:`DemoRefused` for held-out tasks asked to be saved."""
+    if policy == "random":
+        from envpool.suites import Suites
+
+        if save:
+            raise DemoRefused("random-action episodes are a floor to measure against, not demonstrations: drop --save")
+        suites = Suites(cfg.env)
         try:
-            names = scripted_tasks(tasks, split, bool(save), allow_heldout)
-        except DemoRefused as e:
-            console.print(f"[red]{e}[/]", highlight=False)
-            return 2
+            picked = suites.select(suite, tasks, split)
+        finally:
+            suites.close()
+        return [(t.id, s, None) for t in picked for s in range(seeds)], f"random actions on {suite}"
+    if suite == "miniwob":
+        names = scripted_tasks(tasks, split, save, allow_heldout)
         if save and allow_heldout and any(is_heldout(n) for n in names):
             console.print("[yellow]saving held-out tasks: for evaluation only, never train on them[/]")
-        jobs = [(f"miniwob/{n}", s, None) for n in names for s in range(seeds)]
-        title = "scripted policies on MiniWoB++"
-    else:
-        try:
-            jobs = _oracle_jobs(cfg, suite, tasks, split, bool(save), allow_heldout)
-        except DemoRefused as e:
-            console.print(f"[red]{e}[/]", highlight=False)
-            return 2
-        if not jobs:
-            console.print(f"[red]no task of {suite}{f' (split {split})' if split else ''} carries an oracle[/]")
-            return 2
-        cfg.env.max_steps = max(cfg.env.max_steps, *(len(oracle) for *_, oracle in jobs))
-        title = f"oracles of the {suite} tasks"
+        return [(f"miniwob/{n}", s, None) for n in names for s in range(seeds)], "scripted policies on MiniWoB++"
+    jobs = _oracle_jobs(cfg, suite, tasks, split, save, allow_heldout)
+    if not jobs:
+        raise DemoRefused(f"no task of {suite}{f' (split {split})' if split else ''} carries an oracle")
+    cfg.env.max_steps = max(cfg.env.max_steps, *(len(oracle) for *_, oracle in jobs))
+    return jobs, f"oracles of the {suite} tasks"
+
+
+def run_jobs(cfg: WebRLConfig, jobs: list[tuple], pools: int,
+             policy: str = "scripted") -> tuple[list[EpisodeRecord], float, list[dict]]:
+    """Play ``jobs`` on ``pools`` BrowserPool actors with a progress bar: (records, wall seconds, pool health)."""
     ray = init_ray(cfg.ray)
     actors = [remote_pool(cfg.env, num_cpus=0) for _ in range(pools)]
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         bar = progress.add_task("episodes", total=len(jobs))
-        records = asyncio.run(_run_all(actors, jobs, cfg.env.max_steps, cfg.env.browser.contexts, progress, bar))
+        records = asyncio.run(_run_all(actors, jobs, cfg.env.max_steps, cfg.env.browser.contexts, progress, bar, policy))
     wall = time.perf_counter() - t0
     health = ray.get([a.health.remote() for a in actors])
     ray.get([a.shutdown.remote() for a in actors])
+    return records, wall, health
+
+
+def run_demo(cfg: WebRLConfig, tasks: list[str] | None, seeds: int, pools: int, report: str | None,
+             save: str | None = None, suite: str = "miniwob", split: str | None = None,
+             allow_heldout: bool = False, policy: str = "scripted") -> int:
+    try:
+        jobs, title = demo_jobs(cfg, suite, tasks, seeds, split, bool(save), allow_heldout, policy)
+    except DemoRefused as e:
+        console.print(f"[red]{e}[/]", highlight=False)
+        return 2
+    records, wall, health = run_jobs(cfg, jobs, pools, policy)
 
     by_task: dict[str, list[EpisodeRecord]] = defaultdict(list)
     for r in records:

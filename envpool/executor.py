@@ -58,6 +58,24 @@ async def _select(loc, element: int, wanted: str, ms: float) -> None:
     raise ActionError(f"element {element} has no option {wanted!r}; options: {', '.join(map(repr, options[:20]))}")
 
 
+TYPE_MS_PER_CHAR = 150  # typing's allowance per character on top of the action timeout
+
+
+def extra_time_s(action: Action) -> float:
+    """Time an action may take beyond the action timeout: typing's allowance per character."""
+    typing = action.kind in (ActionKind.type, ActionKind.search)
+    return TYPE_MS_PER_CHAR * len(action.argument or "") / 1000 if typing else 0.0
+
+
+async def _type(loc, text: str, ms: float) -> None:
+    """Clear a field, then type ``text`` key by key so the page sees real key events (MiniWoB's terminal
+    builds its command from keydown events; date inputs take no partial value). Playwright sends each
+    character as its own key events, which on a loaded machine ran a 50-character review past the action
+    timeout: typing gets the timeout plus ``TYPE_MS_PER_CHAR`` per character."""
+    await loc.fill("", timeout=ms)
+    await loc.press_sequentially(text, timeout=ms + TYPE_MS_PER_CHAR * len(text))
+
+
 async def execute(page, action: Action, timeout_s: float, known: KnownIds | None = None) -> None:
     """Perform ``action`` on ``page`` within ``timeout_s``. ``exit`` and ``invalid`` do nothing here.
 
@@ -86,9 +104,8 @@ async def execute(page, action: Action, timeout_s: float, known: KnownIds | None
                 await loc.hover(timeout=ms)
             elif kind is ActionKind.select:
                 await _select(loc, action.element, action.argument or "", ms)
-            else:  # type, search: clear, then type key by key so the page sees real key events
-                await loc.fill("", timeout=ms)
-                await loc.press_sequentially(action.argument or "", timeout=ms)
+            else:  # type, search
+                await _type(loc, action.argument or "", ms)
                 if kind is ActionKind.search:
                     await loc.press("Enter", timeout=ms)
         # No wait for a page load here: the observation after the action tells whether a navigation

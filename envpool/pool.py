@@ -29,7 +29,7 @@ from playwright.async_api import async_playwright
 from envpool import allowlist as nav
 from envpool.actions import format_action, parse_action
 from envpool.chromium import browser_pids, find_executable
-from envpool.executor import ActionError, KnownIds, execute
+from envpool.executor import ActionError, KnownIds, execute, extra_time_s
 from envpool.metrics import PoolMetrics
 from envpool.observation import observe
 from envpool.suites import Suites
@@ -349,11 +349,12 @@ class BrowserPool:
             obs = ep.last_obs.model_copy(update={"error": f"the episode has ended ({rec.status.value}): {rec.reason}"})
             return EnvStep(action=act, observation=obs, reward=rec.reward, status=rec.status)
         remaining = ep.deadline - time.time()
-        budget = min(self.cfg.browser.action_timeout_s, max(remaining, 0.0))
+        allowed = self.cfg.browser.action_timeout_s + extra_time_s(act)
+        budget = min(allowed, max(remaining, 0.0))
         try:
             step = await asyncio.wait_for(self._act(ep, act), budget)
         except asyncio.TimeoutError:
-            if budget < self.cfg.browser.action_timeout_s:
+            if budget < allowed:
                 reason = f"the episode ran past its limit of {self.cfg.browser.episode_timeout_s:.0f} s"
             else:
                 reason = (f"{format_action(act)} did not finish within {budget:.0f} s "

@@ -40,7 +40,7 @@ def overrides(model: Path, chat_url: str, run_dir: Path) -> list[str]:
         "rollout.model": model, "rollout.engine": "transformers", "rollout.max_new_tokens": 12,
         "env.max_steps": 2, "env.observation.max_chars": 600, "env.sandbox.tasks_dir": TASKS_DIR, "run_dir": run_dir, "train.run_name": "tiny-run",
         "train.tasks": "[shop-product-price-0, forum-submit-post-0]", "train.test_tasks": "[admin-sales-report-0]",
-        "train.episodes_per_task": 1, "train.generated_tasks_per_phase": 1, "learner.phases": 2,
+        "train.episodes_per_task": 1, "train.generated_tasks_per_phase": 1, "learner.phases": 2, "train.warm_start": "sft",
         "learner.batch_size": 8, "learner.micro_batch": 4,
         "learner.actor_loss": "paper", "learner.lr": 1e-3, "orm.use": "rule_else_orm", "orm.budget_tokens": 2048,
         "replay.confidence_low": 0.0, "replay.confidence_high": 1.0,
@@ -87,6 +87,12 @@ def test_two_phases_produce_replay_versions_tasks_checkpoints_report_and_plot(tw
         assert p["orm"]["pairs"] >= 1 and 0 <= p["orm"]["agree"] <= p["orm"]["pairs"]
         assert p["replay"]["current_steps"] >= 1 and p["times"]["rollout"] > 0
     assert report["initial"]["episodes"] == 1
+    # the warm start: the seed tasks' oracles (never a test task) -> webrl sft -> the policy the run started from
+    warm = report["warm_start"]
+    demos = [json.loads(line) for line in (run / "warm-start" / "demos" / "demos.jsonl").read_text().splitlines()]
+    assert sorted(d["task_id"] for d in demos) == ["sandbox/forum-submit-post-0", "sandbox/shop-product-price-0"]
+    assert warm["policy"] == str(run / "warm-start" / "policy") and warm["steps"] >= 1
+    assert json.loads((run / "config.json").read_text())["rollout"]["model"] != warm["policy"]  # the user's config
     assert 0 < p0["version"] < p1["version"]
     assert p0["tasks"]["generated"] == 0 and p1["tasks"]["generated"] == 1  # train.generated_tasks_per_phase
     assert p0["curriculum"]["phase"] == 1 and p0["curriculum"]["kept"] >= 1

@@ -131,7 +131,7 @@ def cmd_env_demo(cfg: WebRLConfig, args) -> int:
 
     return run_demo(cfg, tasks=args.tasks.split(",") if args.tasks else None, seeds=args.seeds,
                     pools=args.pools, report=args.report, save=args.save, suite=args.suite, split=args.split,
-                    allow_heldout=args.allow_heldout)
+                    allow_heldout=args.allow_heldout, policy=args.policy)
 
 
 # ---- sites ------------------------------------------------------------------------------------
@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pools", type=int, default=1, help="BrowserPool actors to spread episodes over")
     p.add_argument("--report", metavar="PATH", help="write the results as JSON")
     p.add_argument("--save", metavar="DIR", help="write every episode record to DIR/demos.jsonl (demonstrations for webrl sft)")
+    p.add_argument("--policy", choices=("scripted", "random"), default="scripted",
+                   help="scripted: MiniWoB++'s scripted policies, the sandbox tasks' oracles; random: the random-action "
+                   "floor on any suite's tasks (a random element of the page, clicked, typed a word of the "
+                   "instruction, or given one of its options), --seeds episodes per task")
     p.add_argument("--allow-heldout", action="store_true", help="with --save: also save held-out MiniWoB++ tasks or sandbox "
                    "test tasks, for evaluation only (they are never used for demonstrations, SFT or RL)")
     _config_args(p)

@@ -7,6 +7,8 @@ only says how the phase driver (``webrl/train.py``) uses them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -38,6 +40,16 @@ class TrainConfig(BaseModel):
     orm_agreement: bool = Field(
         True, description="Also score the rule- or page-judged training trajectories with the ORM, for the summary's "
         "ORM agreement with rule labels (costs one ORM forward pass per trajectory).")
+    warm_start: Literal["none", "sft"] = Field(
+        "none", description="The starting policy: none: rollout.model as it is; sft (the paper starts WebRL from an SFT "
+        "policy): first `webrl sft` on demonstrations of the seed tasks (train.warm_start_demos, else recorded from "
+        "the train split: sandbox oracles, MiniWoB++ scripted policies), learner.sft_epochs passes; the run then "
+        "starts from that policy, and its initial evaluation measures it.")
+    warm_start_demos: str | None = Field(
+        None, description="Folder of demonstrations (demos.jsonl, as `webrl env demo --save` writes) for the sft warm "
+        "start; None: record them into <run>/warm-start/demos.")
+    warm_start_seeds: int = Field(
+        3, gt=0, description="Scripted episodes per MiniWoB++ task recorded for the warm start (an oracle runs once).")
     learner_ranks: int = Field(1, gt=0, description="Learner ranks (Ray actors joined by torch.distributed).")
     learner_cpus_per_rank: float = Field(1.0, ge=0, description="CPUs Ray reserves for one learner rank.")
     learner_gpus_per_rank: float = Field(0.0, ge=0, description="GPUs Ray reserves for one learner rank.")
