@@ -89,7 +89,7 @@ def test_two_phases_produce_replay_versions_tasks_checkpoints_report_and_plot(tw
     assert report["initial"]["episodes"] == 1
     # the warm start: the seed tasks' oracles (never a test task) -> webrl sft -> the policy the run started from
     warm = report["warm_start"]
-    demos = [json.loads(line) for line in (run / "warm-start" / "demos" / "demos.jsonl").read_text().splitlines()]
+    demos = [json.loads(line) for line in (run / "warm-start-demos" / "demos.jsonl").read_text().splitlines()]
     assert sorted(d["task_id"] for d in demos) == ["sandbox/forum-submit-post-0", "sandbox/shop-product-price-0"]
     assert warm["policy"] == str(run / "warm-start" / "policy") and warm["steps"] >= 1
     assert json.loads((run / "config.json").read_text())["rollout"]["model"] != warm["policy"]  # the user's config

@@ -47,7 +47,7 @@ class TrainConfig(BaseModel):
         "starts from that policy, and its initial evaluation measures it.")
     warm_start_demos: str | None = Field(
         None, description="Folder of demonstrations (demos.jsonl, as `webrl env demo --save` writes) for the sft warm "
-        "start; None: record them into <run>/warm-start/demos.")
+        "start; None: record them into <run>/warm-start-demos.")
     warm_start_seeds: int = Field(
         3, gt=0, description="Scripted episodes per MiniWoB++ task recorded for the warm start (an oracle runs once).")
     learner_ranks: int = Field(1, gt=0, description="Learner ranks (Ray actors joined by torch.distributed).")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from webrl.config import WebRLConfig
 
-FOLDER = "warm-start"
+FOLDER, DEMOS = "warm-start", "warm-start-demos"
 
 
 def warm_start(cfg: WebRLConfig, run_folder: Path) -> dict | None:
@@ -26,7 +26,7 @@ def warm_start(cfg: WebRLConfig, run_folder: Path) -> dict | None:
     if (out / MANIFEST).exists():
         return {"policy": str(out / "policy"), "resumed": True}
     t0 = time.perf_counter()
-    demos = tc.warm_start_demos or record_demos(cfg, out / "demos")
+    demos = tc.warm_start_demos or record_demos(cfg, run_folder / DEMOS)  # beside: a checkpoint replaces its folder
     recorded = time.perf_counter() - t0
     from webrl.finetune import run_sft
 
