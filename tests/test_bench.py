@@ -52,3 +52,32 @@ def test_rollout_bench_prints_the_pipeline_against_its_bounds():
     # target 0.9; 0.5 leaves room for a noisy 2-core machine and a run this small (2 episodes: start-up and
     # the last episode's tail weigh heavily), not for a pipeline that serialises generation and browsing
     assert result["pipeline_ratio"] >= 0.5, result
+
+
+@pytest.mark.browser
+def test_soak_bench_reports_memory_processes_growth_and_the_bare_ratio():
+    """A few seconds of bench/soak.py (4 episodes at once): the JSON line carries every figure and the verdict."""
+    out = subprocess.run(
+        [sys.executable, "bench/soak.py", "--json", "--concurrency", "4", "--minutes", "0.15", "--interval-s", "3",
+         "--max-steps", "2", "--round-factor", "1", "--baseline-episodes", "4", "--tasks", "click-button,click-link"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, out.stdout[-2000:]  # stdout is the JSON line only
+    r = json.loads(lines[0])
+    assert r["benchmark"] == "soak" and r["concurrency"] == 4 and "tiny" in r["policy"]
+    assert r["episodes"] >= 4 and r["env_steps"] > 0 and r["stored_trajectories"] >= r["episodes"]
+    for key in ("steps_per_s", "bare_steps_per_s", "soak_over_bare_ratio", "rss_before_mib", "rss_after_mib"):
+        assert isinstance(r[key], (int, float)) and 0 < r[key] < float("inf"), (key, r)
+    before, after = r["samples"][0], r["samples"][-1]
+    assert before["phase"] == "before" and after["phase"] == "after"
+    for s in (before, after):  # the driver, the actors by class, Chromium and its Playwright driver, each measured
+        assert {"driver", "ray::RolloutWorker", "ray::BrowserPool", "ray::ReplayBuffer", "chromium"} <= set(s["processes"])
+        assert all(v["rss_mib"] > 0 and v["count"] >= 1 for v in s["processes"].values())
+    assert before["ray_workers"] == 4  # 2 rollout workers, a browser pool, the replay buffer
+    assert after["contexts"] == 0 and after["pages"] == 0 and after["running_episodes"] == 0
+    assert set(r["checks"]) == {"chromium_processes_same", "ray_workers_same", "no_open_contexts_or_pages",
+                                "idle_growth_ok", "load_slope_ok"}
+    assert r["leak_free"] == all(r["checks"].values()) and r["thresholds"]["max_rss_growth_mib_per_min"] == 10.0
+    assert "idle_total_mib_per_min" in r["growth"] and "ray::BrowserPool" in r["growth"]["idle_mib_per_min"]

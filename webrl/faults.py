@@ -55,11 +55,16 @@ def actor_pid(handle, timeout_s: float = 60) -> int:
     return ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=timeout_s)
 
 
-def ray_processes(class_name: str) -> list[psutil.Process]:
-    """Live Ray worker processes holding an actor of ``class_name`` (Ray titles them ``ray::<class>[.<method>]``)."""
+def ray_processes(class_name: str, root: int | None = None) -> list[psutil.Process]:
+    """Live Ray worker processes holding an actor of ``class_name`` (Ray titles them ``ray::<class>[.<method>]``)
+    among the descendants of ``root`` (default: this process, which started the local cluster): never another
+    cluster's on the same machine."""
     out = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
+    for p in psutil.Process(root).children(recursive=True):
+        try:
+            cmd = p.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
         title = cmd[0] if cmd else ""
         if title == f"ray::{class_name}" or title.startswith(f"ray::{class_name}."):
             out.append(p)
