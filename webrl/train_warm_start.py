@@ -40,10 +40,24 @@ def record_demos(cfg: WebRLConfig, folder: Path) -> str:
     from envpool.demo import demo_jobs, run_jobs
     from envpool.sandbox.oracle import save_demos
 
+    from envpool.demo import DemoRefused
+    from envpool.suites.miniwob_scripts import POLICIES
+    from envpool.suites.miniwob_split import task_name
+    from webrl.config import ConfigError
+
     tc = cfg.train
+    names = tc.tasks or None
+    if names and tc.suite == "miniwob":  # the seed tasks that have a scripted demonstrator
+        names = [n for n in names if task_name(n) in POLICIES] or None
+        if names is None:
+            raise ConfigError("train.warm_start=sft: no seed task has a scripted demonstrator (envpool/suites/"
+                              "miniwob_scripts); add some to train.tasks or give train.warm_start_demos")
     demo_cfg = cfg.model_copy(deep=True)  # demo_jobs widens env.max_steps to the longest oracle
-    jobs, _ = demo_jobs(demo_cfg, tc.suite, tc.tasks or None, tc.warm_start_seeds, tc.train_split, save=True,
-                        allow_heldout=False)
+    try:
+        jobs, _ = demo_jobs(demo_cfg, tc.suite, names, tc.warm_start_seeds, tc.train_split, save=True,
+                            allow_heldout=False)
+    except DemoRefused as e:
+        raise ConfigError(f"train.warm_start=sft: {e}") from None
     records, _, _ = run_jobs(demo_cfg, jobs, pools=1)
     save_demos(records, str(folder))
     return str(folder)
