@@ -141,6 +141,16 @@ def growth(before: dict, after: dict, load: list[dict], minutes: float, excluded
                 else round(v, 2) for k in kinds}}
 
 
+def round_size(args, episodes: int, minutes: float) -> int:
+    """Episodes to hand the fleet next: what the rate so far finishes in the minutes left (so that the soak ends
+    near its time, a round being uninterruptible), between --concurrency and --round-factor times it."""
+    c = args.concurrency
+    if not episodes or minutes <= 0:
+        return c
+    left = episodes / minutes * (args.minutes - minutes)
+    return int(min(args.round_factor * c, max(c, left)))
+
+
 # ---- the soak -------------------------------------------------------------------------------------------------
 def soak(args, cfg, model: str, tmp: Path) -> dict:
     import ray
@@ -194,8 +204,8 @@ def soak(args, cfg, model: str, tmp: Path) -> dict:
                     f"{s_['chromium_processes']} chromium, {s_['running_episodes']} running, {s_['contexts']} contexts")
 
         ids: list[str] = []
-        while time.monotonic() - t0 < args.minutes * 60:
-            batch = specs(args.concurrency * args.round_factor)
+        while (elapsed := time.monotonic() - t0) < args.minutes * 60:
+            batch = specs(round_size(args, done[0], elapsed / 60))
             ids += [s.id for s in batch]
             fleet.run(batch, on_result)
         wall = time.monotonic() - t0
@@ -262,9 +272,9 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=5, help="steps per episode at most")
     ap.add_argument("--max-growth", type=float, default=10.0, help="leak_free threshold: RSS growth, MiB/min")
     ap.add_argument("--round-factor", type=int, default=4,
-                    help="episodes handed to the fleet per round, in multiples of --concurrency (the tail of a round "
-                         "runs below full concurrency)")
-    ap.add_argument("--baseline-episodes", type=int, default=128, help="soak episodes replayed by the bare baseline")
+                    help="most episodes handed to the fleet per round, in multiples of --concurrency (the tail of a "
+                         "round runs below full concurrency; a round is not cut short at the soak's end)")
+    ap.add_argument("--baseline-episodes", type=int, default=64, help="soak episodes replayed by the bare baseline")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override one config key (repeatable)")
     args = ap.parse_args()
