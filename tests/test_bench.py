@@ -73,7 +73,7 @@ def test_soak_bench_reports_memory_processes_growth_and_the_bare_ratio():
     before, after = r["samples"][0], r["samples"][-1]
     assert before["phase"] == "before" and after["phase"] == "after"
     for s in (before, after):  # the driver, the actors by class, Chromium and its Playwright driver, each measured
-        assert {"driver", "ray::RolloutWorker", "ray::BrowserPool", "ray::ReplayBuffer", "chromium"} <= set(s["processes"])
+        assert {"driver", "ray::RolloutWorker", "ray::BrowserPool", "ray::ReplayBuffer", "chromium:browser"} <= set(s["processes"])
         assert all(v["rss_mib"] > 0 and v["count"] >= 1 for v in s["processes"].values())
     assert before["ray_workers"] == 4  # 2 rollout workers, a browser pool, the replay buffer
     assert after["contexts"] == 0 and after["pages"] == 0 and after["running_episodes"] == 0
@@ -81,3 +81,30 @@ def test_soak_bench_reports_memory_processes_growth_and_the_bare_ratio():
                                 "idle_growth_ok", "load_slope_ok"}
     assert r["leak_free"] == all(r["checks"].values()) and r["thresholds"]["max_rss_growth_mib_per_min"] == 10.0
     assert "idle_total_mib_per_min" in r["growth"] and "ray::BrowserPool" in r["growth"]["idle_mib_per_min"]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_learning_bench_prints_every_rung_of_the_ladder_and_the_ablation():
+    """bench/learning.py on the tiny model: random floor, base, grammar, sft, one WebRL phase, and an ablation run
+    beside it; every rung with its episodes, successes, rate and interval (the tiny model learns nothing: the
+    figures are only checked for shape and consistency)."""
+    out = subprocess.run(
+        [sys.executable, "bench/learning.py", "--json", "--tiny", "--tasks", "focus-text-2", "--train-tasks",
+         "click-button,focus-text", "--episodes", "2", "--phases", "1", "--demo-seeds", "1",
+         "--ablation", "replay.max_ratio=0", "--set", "rollout.engine=transformers", "--set", "env.max_steps=3",
+         "--set", "train.episodes_per_task=1", "--set", "curriculum.enabled=false", "--set", "train.orm_agreement=false"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, out.stdout[-2000:]  # stdout is the JSON line only
+    result = json.loads(lines[0])
+    assert result["benchmark"] == "learning" and result["tasks"] == ["miniwob/focus-text-2"]
+    assert [r["rung"] for r in result["rungs"]] == ["random", "base", "grammar", "sft", "phase 0"]
+    for r in result["rungs"] + result["ablation"]["rungs"]:
+        assert r["episodes"] == 2 and 0 <= r["successes"] <= 2 and r["success_rate"] == r["successes"] / 2
+        assert r["ci95"][0] <= r["success_rate"] <= r["ci95"][1]
+    assert [r["rung"] for r in result["ablation"]["rungs"]] == ["phase 0"]
+    assert result["ablation"]["switch"] == "replay.max_ratio=0"
+    assert result["warm_start"]["demonstrations"] >= 1 and result["warm_start"]["steps"] >= 1
