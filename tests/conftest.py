@@ -23,7 +23,29 @@ def run(coro):
     return asyncio.run(coro)
 
 
-class Server:
+def _reply(handler: BaseHTTPRequestHandler, status: int, headers: dict, data: bytes) -> None:
+    handler.send_response(status)
+    for k, v in headers.items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+class _Loopback:
+    """An HTTP server on 127.0.0.1 (a free port), served from a daemon thread until ``close``."""
+
+    def _start(self, handler: type[BaseHTTPRequestHandler], path: str = "") -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Server(_Loopback):
     def __init__(self, routes):
         self.requests: list[str] = []
         server = self
@@ -36,23 +58,11 @@ class Server:
                 server.requests.append(f"{self.command} {self.path}")
                 route = routes(self.path.split("?")[0], server)
                 status, headers, body = route if route else (404, {}, "not found")
-                self.send_response(status)
-                for k, v in {"Content-Type": "text/html; charset=utf-8", **headers}.items():
-                    self.send_header(k, v)
-                data = body.encode()
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                _reply(self, status, {"Content-Type": "text/html; charset=utf-8", **headers}, body.encode())
 
             do_GET = do_POST = _serve
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._start(Handler)
 
 
 def _page(body: str) -> tuple[int, dict, str]:
@@ -149,7 +159,7 @@ def tiny_model_dir(tokenizer, tmp_path_factory):
     return folder
 
 
-class FakeChatServer:
+class FakeChatServer(_Loopback):
     """A real HTTP server on 127.0.0.1 standing in for a remote LLM service's /v1/chat/completions."""
 
     def __init__(self, answer: str, key: str | None):
@@ -167,17 +177,6 @@ class FakeChatServer:
                     status, reply = 401, {"error": {"message": "invalid api key"}}
                 else:
                     status, reply = 200, {"choices": [{"message": {"role": "assistant", "content": answer}}]}
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                _reply(self, status, {"Content-Type": "application/json"}, json.dumps(reply).encode())
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._start(Handler, "/v1")
