@@ -61,8 +61,7 @@ def random_floor(cfg: WebRLConfig, suite: str, tasks: list[str] | None, split: s
     from envpool.demo import demo_jobs, run_jobs
 
     t0 = time.perf_counter()
-    jobs, _ = demo_jobs(cfg.model_copy(deep=True), suite, tasks, episodes, split, save=False, allow_heldout=True,
-                        policy="random")
+    jobs, _ = demo_jobs(cfg, suite, tasks, episodes, split, save=False, allow_heldout=True, policy="random")
     records, _, _ = run_jobs(cfg, jobs, pools=1, policy="random")
     return rung("random", sum(r.reward > 0 for r in records), len(records), time.perf_counter() - t0)
 
@@ -77,18 +76,11 @@ def zero_shot(cfg: WebRLConfig, name: str, tasks, episodes: int, model: str, out
     return rung(name, summary["successes"], summary["episodes"], time.perf_counter() - t0)
 
 
-def webrl_run(cfg: WebRLConfig, name: str, overrides: dict) -> dict:
-    """A ``webrl train`` run with ``overrides`` (dotted keys) on ``cfg``: its report."""
+def webrl_run(config: str | None, sets: list[str], name: str, extra: list[str]) -> dict:
+    """A ``webrl train`` run named ``name`` on the bench's config with ``extra`` overrides: its report."""
     from webrl.train import run_train
 
-    c = cfg.model_copy(deep=True)
-    for key, value in {"train.run_name": name, **overrides}.items():
-        section, _, field = key.rpartition(".")
-        target = c
-        for part in section.split(".") if section else []:
-            target = getattr(target, part)
-        setattr(target, field, value)
-    return run_train(c)
+    return run_train(load_config(config, [*sets, f"train.run_name={name}", *extra]))
 
 
 def phase_rungs(report: dict) -> list[dict]:
@@ -114,7 +106,6 @@ def run(args) -> dict:
     for key, value in (("train.test_tasks", names), ("train.tasks", train)):
         if value:
             sets.append(f"{key}=[{','.join(value)}]")
-    cfg = load_config(args.config, sets)
     if args.tiny:
         from transformers import AutoTokenizer
 
@@ -122,7 +113,8 @@ def run(args) -> dict:
         from tests.conftest import build_tiny_model
 
         build_tiny_model(AutoTokenizer.from_pretrained(default_model_dir(tokenizer_only=True)), tmp / "tiny-model")
-        cfg.rollout.model = str(tmp / "tiny-model")
+        sets.append(f"rollout.model={tmp / 'tiny-model'}")
+    cfg = load_config(args.config, sets)
     model = str(cfg.rollout.model)
     suites = Suites(cfg.env)
     try:
@@ -134,7 +126,7 @@ def run(args) -> dict:
     rungs = [random_floor(cfg, suite, names, split, args.episodes),
              zero_shot(cfg, "base", tasks, args.episodes, model, tmp, constrained=False),
              zero_shot(cfg, "grammar", tasks, args.episodes, model, tmp, constrained=True)]
-    default = webrl_run(cfg, "default", {"train.warm_start": "sft"})
+    default = webrl_run(args.config, sets, "default", ["train.warm_start=sft"])
     start = default["initial"]
     rungs.append(rung("sft", start["successes"], start["episodes"], (default.get("warm_start") or {}).get("total_s")))
     rungs += phase_rungs(default)
@@ -150,11 +142,9 @@ def run(args) -> dict:
                                                                               "first_loss", "last_loss", "total_s")},
     }
     if args.ablation:
-        from webrl.config import parse_override
-
-        key, value = parse_override(args.ablation)
-        other = webrl_run(cfg, "ablation", {"train.warm_start": "none", "rollout.model": default["warm_start"]["policy"],
-                                            "train.eval_initial": False, key: value})  # starts where the default did
+        other = webrl_run(args.config, sets, "ablation", [  # starts where the default did
+            "train.warm_start=none", f"rollout.model={default['warm_start']['policy']}", "train.eval_initial=false",
+            args.ablation])
         result["ablation"] = {"switch": args.ablation, "rungs": phase_rungs(other)}
     result["times_s"] = {"total": time.perf_counter() - t0}
     tmp_dir.cleanup()
