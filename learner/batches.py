@@ -111,3 +111,16 @@ def minibatches(samples: Sequence[StepSample], batch_size: int, *, seed: int, mu
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     chunks = [c[:len(c) - len(c) % multiple] for c in chunks]
     return [c for c in chunks if c]
+
+
+def counted_rows(chunk: Sequence[StepSample], advantage: dict[tuple[str, int], float], actor_loss: str,
+                 multiple: int = 1) -> list[StepSample]:
+    """The samples of an actor batch that its loss reads: every one under paper Eq. 6; under the reference
+    code's loss only those with A > 0 (the others are masked out of it, so their forward and backward passes
+    would be waste), topped up with uncounted ones to a multiple of ``multiple`` (the ranks), at least one
+    multiple: the update is the same as on the whole chunk."""
+    if actor_loss == "paper":
+        return list(chunk)
+    counted = [s for s in chunk if advantage[s.key] > 0]
+    rest = [s for s in chunk if advantage[s.key] <= 0]
+    return counted + rest[:max(-len(counted) % multiple, multiple if not counted else 0)]

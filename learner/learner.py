@@ -52,7 +52,7 @@ class Batch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def _select(self, index: slice) -> "Batch":
+    def _select(self, index: slice | Tensor) -> "Batch":
         return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[index])
                         for f in fields(self)})
 
@@ -64,7 +64,21 @@ class Batch:
         return self._select(slice(rank * size, (rank + 1) * size))
 
     def micro(self, size: int) -> list["Batch"]:
-        return [self._select(slice(i, i + size)) for i in range(0, len(self), size)]
+        """Consecutive micro-batches of ``size`` rows, each cut to its own longest row."""
+        return [self._select(slice(i, i + size))._trimmed() for i in range(0, len(self), size)]
+
+    def _trimmed(self) -> "Batch":
+        """Without the columns that are padding in every row (right padding: the forward pass is the same)."""
+        width = int(self.attention_mask.sum(1).max()) if len(self) else 0
+        return Batch(self.input_ids[:, :width], self.attention_mask[:, :width],
+                     None if self.action_mask is None else self.action_mask[:, :width], self.advantage, self.outcome)
+
+    def by_length(self) -> tuple["Batch", Tensor]:
+        """The rows sorted by length (stable) and the order taken, ``sorted[i] = self[order[i]]``: micro-batches
+        of similar lengths carry little padding. Sums over rows do not depend on the order; per-row results
+        go back with ``out[order] = results``."""
+        order = torch.argsort(self.attention_mask.sum(1), stable=True)
+        return self._select(order), order
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
@@ -158,7 +172,7 @@ class Learner:
         so that their collectives stay in step (and FSDP2's accumulated gradients are flushed, then dropped)."""
         if len(batch) == 0:
             raise ValueError(f"empty batch: no {what} update to make")
-        micro = batch.to(self.device).micro(self.micro_batch)
+        micro = batch.to(self.device).by_length()[0].micro(self.micro_batch)  # loss sums: order-free
         counted = self._global_sum(float(sum(count_of(mb) for mb in micro)))
         if counted == 0:
             return {"skipped": f"no sample in the batch counts for the {what} loss", "version": self.version}

@@ -21,26 +21,36 @@ def _autocast(learner: Learner):
     return torch.autocast(learner.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
+def _by_length(batch: Batch, size: int, score, learner: Learner) -> Tensor:
+    """``score`` of each row of ``batch`` on the CPU, in the batch's order, computed over micro-batches of
+    rows of similar length (little padding)."""
+    ordered, order = batch.by_length()
+    out = []
+    for mb in ordered.micro(size):
+        with _autocast(learner):
+            out.append(score(mb).cpu())
+    scores = torch.cat(out)
+    result = torch.empty_like(scores)
+    result[order.cpu()] = scores
+    return result
+
+
 @torch.no_grad()
 def head_values(learner: Learner, batch: Batch) -> Tensor:
     """P(success) of every critic head for each prompt, [n, heads] on the CPU (V is the min over heads)."""
-    out = []
-    for mb in batch.to(learner.device).micro(learner.micro_batch):
-        with _autocast(learner):
-            out.append(learner.critic_module(mb.input_ids, mb.attention_mask).float().softmax(-1)[..., 1].cpu())
+    out = _by_length(batch.to(learner.device), learner.micro_batch, lambda mb: learner.critic_module(
+        mb.input_ids, mb.attention_mask).float().softmax(-1)[..., 1], learner)
     release(learner.critic_module)
-    return torch.cat(out)
+    return out
 
 
 @torch.no_grad()
 def reference_logprobs(learner: Learner, batch: Batch) -> Tensor:
     """Mean log-prob of each sample's action tokens under π_ref, [n] on the CPU."""
-    out = []
-    for mb in batch.to(learner.device).micro(learner.micro_batch):
-        with _autocast(learner):
-            out.append(learner.reference_logp(mb.input_ids, mb.attention_mask, mb.action_mask).float().cpu())
+    out = _by_length(batch.to(learner.device), learner.micro_batch, lambda mb: learner.reference_logp(
+        mb.input_ids, mb.attention_mask, mb.action_mask).float(), learner)
     release(learner.reference_logp)
-    return torch.cat(out)
+    return out
 
 
 class ScoringRank(LearnerRank):

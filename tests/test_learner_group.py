@@ -41,6 +41,53 @@ def test_accumulation_takes_the_same_step_as_one_big_batch(mode):
         assert torch.allclose(states[0][k], states[1][k], atol=1e-6), k
 
 
+def _ragged(n: int = 8, seed: int = 5) -> Batch:
+    """Right-padded rows of different lengths (6 to 6 + 2n tokens, shuffled), then 7 columns of padding in every row."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = (6 + 2 * torch.randperm(n, generator=g)).tolist()
+    width = max(lengths) + 7
+    ids = torch.zeros((n, width), dtype=torch.long)
+    attn, act = torch.zeros_like(ids), torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.randint(1, TINY["vocab_size"], (length,), generator=g)
+        attn[row, :length] = 1
+        act[row, length - 3:length] = 1
+    adv = torch.tensor([1.0, -0.6] * (n // 2))
+    return Batch(ids, attn, act, advantage=adv, outcome=(adv > 0).float())
+
+
+def test_micro_batches_drop_padding_columns_and_rows_sort_by_length():
+    batch = _ragged()
+    ordered, order = batch.by_length()
+    lengths = ordered.attention_mask.sum(1)
+    assert lengths.tolist() == sorted(batch.attention_mask.sum(1).tolist())
+    assert torch.equal(ordered.input_ids, batch.input_ids[order]) and torch.equal(ordered.advantage, batch.advantage[order])
+    for i, mb in enumerate(ordered.micro(3)):
+        assert mb.input_ids.shape[1] == int(lengths[i * 3:i * 3 + 3].max())  # its own longest row, not the batch's
+        assert mb.action_mask.sum() == ordered.action_mask[i * 3:i * 3 + 3].sum()  # no action token lost
+
+
+def test_steps_and_scores_do_not_depend_on_padding_or_row_order():
+    """The learner sorts rows by length and trims padding per micro-batch: the same steps as one whole
+    micro-batch padded to the longest row, and scores come back in the batch's order."""
+    from learner.scoring import head_values, reference_logprobs
+
+    states, scores = [], []
+    for micro in (8, 3):
+        learner = Learner(build_policy(TINY, seed=0), _cfg(), micro_batch=micro)
+        scores.append((head_values(learner, _ragged()), reference_logprobs(learner, _ragged())))
+        actor, critic = learner.actor_step(_ragged()), learner.critic_step(_ragged())
+        states.append(({**learner.policy.state_dict(), **{f"c.{k}": v for k, v in learner.critic.state_dict().items()}},
+                       actor["actor_loss"], critic["critic_loss"]))
+    for k in states[0][0]:
+        assert torch.allclose(states[0][0][k], states[1][0][k], atol=1e-6), k
+    assert states[0][1:] == pytest.approx(states[1][1:], rel=1e-5)
+    for whole, micro in zip(*scores):
+        assert torch.allclose(whole, micro, atol=1e-5)
+    one = Learner(build_policy(TINY, seed=0), _cfg(), micro_batch=1)  # row by row: no padding at all
+    assert torch.allclose(head_values(one, _ragged()), scores[0][0], atol=1e-5)
+
+
 def test_gradient_checkpointing_takes_the_same_steps():
     """learner.gradient_checkpointing recomputes activations in the backward pass: same actor and critic steps."""
     states = []

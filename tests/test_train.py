@@ -199,6 +199,38 @@ def test_step_samples_pad_and_advantages_follow_the_trajectory():
     assert [len(c) for c in chunks] == [3, 3] and len(set(sum(chunks, []))) == 6
 
 
+def test_actor_batches_carry_only_the_samples_the_loss_reads():
+    """Under the reference loss only A > 0 counts, so the phase update sends those (topped up to a multiple of the
+    ranks) and the learner takes the same step as on the whole chunk; under paper Eq. 6 every sample counts."""
+    import torch
+
+    from learner.batches import counted_rows, pad_batch, step_samples
+    from learner.group import build_policy
+    from learner.learner import Learner
+    from webrl.config import LearnerConfig
+
+    samples = step_samples([_traj("a", 2, True), _traj("b", 3, False), _traj("c", 1, True)], max_tokens=64)
+    advantage = {s.key: (1.0 if s.outcome else -0.6) for s in samples}
+    positive = [s for s in samples if advantage[s.key] > 0]
+    assert counted_rows(samples, advantage, "paper") == samples
+    assert counted_rows(samples, advantage, "reference") == positive
+    assert len(counted_rows(samples, advantage, "reference", multiple=2)) == 4  # 3 counted + 1 filler for 2 ranks
+    none = [s for s in samples if advantage[s.key] < 0]
+    assert len(counted_rows(none, advantage, "reference", multiple=2)) == 2  # a step that skips itself, cheaply
+    tiny = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                num_key_value_heads=1)
+    states = []
+    for rows in (samples, counted_rows(samples, advantage, "reference")):
+        learner = Learner(build_policy(tiny, seed=0), LearnerConfig(lr=0.1, optimizer="sgd", precision="fp32"))
+        batch = pad_batch(rows, pad_id=0)
+        batch.advantage = torch.tensor([advantage[s.key] for s in rows])
+        out = learner.actor_step(batch)
+        states.append((out["actor_loss"], out["samples"], learner.policy.state_dict()))
+    assert states[0][:2] == pytest.approx(states[1][:2]) and states[0][1] == 3
+    for k, v in states[0][2].items():
+        assert torch.allclose(v, states[1][2][k], atol=1e-6), k
+
+
 def test_report_interval_and_plot(tmp_path):
     from webrl.train_report import plot_success, wilson
 

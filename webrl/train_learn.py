@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from learner.batches import StepSample, minibatches, pad_batch, step_advantages, step_samples
+from learner.batches import StepSample, counted_rows, minibatches, pad_batch, step_advantages, step_samples
 from learner.learner import NonFiniteLoss
 from learner.replay_filter import ReplayCandidate, one_success_per_task, select_replay
 from webrl.config import WebRLConfig
@@ -71,6 +71,7 @@ def phase_update(group, cfg: WebRLConfig, trajs: list[Trajectory], past: list[Tr
         advantage = dict(zip((s.key for s in actor_set), step_advantages(actor_set, values, lc).tolist()))
         for epoch in range(lc.epochs_per_phase):
             for chunk in minibatches(actor_set, lc.batch_size, seed=seed * 1000 + 500 + epoch, multiple=len(group.ranks)):
+                chunk = counted_rows(chunk, advantage, lc.actor_loss, len(group.ranks))
                 batch = pad_batch(chunk, pad_id)
                 batch.advantage = batch.outcome.new_tensor([advantage[s.key] for s in chunk])
                 if not cfg.train.kl_constraint:
