@@ -9,6 +9,7 @@ thin shells over :class:`learner.learner.Learner`.
 
 from __future__ import annotations
 
+import os
 import socket
 
 import torch
@@ -171,15 +172,18 @@ class LearnerGroup:
 
     def __init__(self, ranks: int, policy: str | dict, cfg: LearnerConfig, *, micro_batch: int = 4, seed: int = 0,
                  num_cpus_per_rank: float = 1, num_gpus_per_rank: float = 0, host: str = "127.0.0.1",
-                 resources: dict[str, float] | None = None):
-        """``resources``: custom Ray resources each rank asks for (``ray.placement.learner_rank``)."""
+                 resources: dict[str, float] | None = None, threads: int = 0):
+        """``resources``: custom Ray resources each rank asks for (``ray.placement.learner_rank``); ``threads``:
+        torch's CPU threads in each rank (OMP_NUM_THREADS), 0: this machine's cores shared among the ranks."""
         import ray
 
         from webrl.cluster import placement_options
 
         self._ray = ray
         address = f"{host}:{_free_port(host)}"
+        threads = threads or max(1, (os.cpu_count() or 1) // ranks)  # Ray would give a 1-CPU actor one thread
         actor = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank,
+                           runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}},
                            **placement_options(resources or {}))(self.rank_class)
         self.ranks = [actor.remote(r, ranks, address, policy, cfg, micro_batch, seed) for r in range(ranks)]
 

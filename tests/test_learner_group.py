@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -161,6 +163,9 @@ def test_two_gloo_ranks_match_one_rank():
         results = {}
         for n in (1, 2):
             group = LearnerGroup(n, TINY, _cfg(), micro_batch=2, num_cpus_per_rank=1)
+            # torch in each rank uses the machine's cores shared among the ranks, not Ray's 1 for a 1-CPU actor
+            threads = ray.get([r.__ray_call__.remote(lambda rank: torch.get_num_threads()) for r in group.ranks])
+            assert threads == [max(1, (os.cpu_count() or 1) // n)] * n
             a = group.actor_step(_batch())
             c = group.critic_step(_batch())
             results[n] = (a, c, group.policy_state(), group.critic_state())

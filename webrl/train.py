@@ -138,7 +138,7 @@ class Trainer:
         policy = str(Path(checkpoint) / "policy") if checkpoint else str(base)
         group = ScoringGroup(tc.learner_ranks, policy, lc, micro_batch=lc.micro_batch, seed=cfg.seed,
                              num_cpus_per_rank=tc.learner_cpus_per_rank, num_gpus_per_rank=tc.learner_gpus_per_rank,
-                             resources=cfg.ray.placement.learner_rank)
+                             resources=cfg.ray.placement.learner_rank, threads=tc.learner_threads)
         if checkpoint:
             group.load(checkpoint)
         return group
