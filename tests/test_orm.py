@@ -123,6 +123,29 @@ def test_p_yes_is_a_probability_and_padding_does_not_change_it(tiny_orm):
     assert together[0] == pytest.approx(want, abs=1e-5)
 
 
+def test_the_orm_actor_of_webrl_train_scores_as_the_model_does(tiny_orm, tiny_model_dir):
+    """`webrl train` runs the ORM as a Ray actor (orm.gpus, ray.placement.orm: an 8B judge on a GPU node, not in
+    the driver); its scores are the model's, in order, and it comes back if its process dies."""
+    import os
+    import signal
+
+    import ray
+
+    from actors.orm_actor import RemoteORM
+
+    trajs = [make_traj(t, 0, success=True, steps=1 + t) for t in range(3)]
+    ray.init(num_cpus=2, include_dashboard=False, namespace="test-orm-actor")
+    try:
+        orm = RemoteORM(load_config("tiny", [f"rollout.model={tiny_model_dir}", "orm.micro_batch=3", "orm.cpus=0.5"]))
+        assert orm.p_yes(trajs) == pytest.approx(tiny_orm.p_yes(trajs), abs=1e-5)
+        assert orm.p_yes([]) == []
+        os.kill(ray.get(orm.handle.__ray_call__.remote(lambda actor: os.getpid())), signal.SIGKILL)
+        assert orm.p_yes(trajs[:1]) == pytest.approx(tiny_orm.p_yes(trajs[:1]), abs=1e-5)  # restarted, same answer
+        orm.close()
+    finally:
+        ray.shutdown()
+
+
 def test_reward_is_one_exactly_when_p_yes_is_at_least_one_half():
     assert p_yes_of(torch.tensor([[2.5, 2.5]])).item() == 0.5  # P(YES) == P(NO)
     assert orm_reward(0.5) == 1.0 and orm_reward(0.5 - 1e-9) == 0.0 and orm_reward(0.999) == 1.0

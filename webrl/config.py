@@ -408,6 +408,9 @@ class OrmConfig(Section):
     class_weighting: Literal["balanced", "none"] = Field(
         "balanced", description="balanced: each class weighs half of the loss (weights inverse to the class counts), "
         "so a skewed label mix (mostly failures) does not teach 'always NO'; none: every trajectory weighs the same.")
+    gpus: float = Field(0, ge=0, description="GPUs of the ORM actor in `webrl train` (an 8B judge: 1; with "
+                        "ray.placement.orm it lands on that node type, not on the head node with the driver).")
+    cpus: float = Field(1, ge=0, description="CPUs Ray reserves for the ORM actor in `webrl train`.")
     yes_word: str = Field("YES", min_length=1, description="The answer that means success; its first token is read.")
     no_word: str = Field("NO", min_length=1, description="The answer that means failure; its first token is read.")
 
@@ -428,6 +431,9 @@ class PlacementConfig(Section):
     learner_rank: Resources = Field(
         default_factory=dict, description="Resources one learner rank asks for, on top of train.learner_cpus_per_rank/"
         "learner_gpus_per_rank, e.g. {webrl_learner: 1}.")
+    orm: Resources = Field(
+        default_factory=dict, description="Resources the ORM actor of `webrl train` asks for, on top of orm.cpus/"
+        "orm.gpus, e.g. {webrl_rollout: 1}.")
     replay_buffer: Resources = Field(
         default_factory=dict, description="Resources the ReplayBuffer actor asks for (its file lives on that node's "
         "disk); empty: anywhere, e.g. the head node.")

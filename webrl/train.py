@@ -155,6 +155,8 @@ class Trainer:
                 getattr(self, name).close()
         if getattr(self, "buffer", None) is not None:
             self._ray.kill(self.buffer)
+        if self._orm is not None:
+            self._orm.close()
         if self._generator is not None and hasattr(self._generator.chat, "engine"):
             self._generator.chat.engine.close()
 
@@ -261,10 +263,11 @@ class Trainer:
         return trajs
 
     def orm(self):
+        """The ORM, started as a Ray actor (orm.gpus, ray.placement.orm) when a phase first needs it."""
         if self._orm is None:
-            from reward.orm import OutcomeRewardModel
+            from actors.orm_actor import RemoteORM
 
-            self._orm = OutcomeRewardModel.load(self.cfg)
+            self._orm = RemoteORM(self.cfg)
         return self._orm
 
     def evaluate(self, k: int) -> dict:
