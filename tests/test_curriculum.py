@@ -333,6 +333,29 @@ def test_engine_generator_on_the_tiny_model_yields_parse_stats(tiny_model_dir, t
     store.close()
 
 
+def test_the_generator_engine_runs_as_an_actor_and_takes_the_policy_by_reference(tiny_model_dir):
+    """`webrl train` runs curriculum.generator=engine in a Ray actor (curriculum.gpus, its placement), not in the
+    driver: it answers chats like the local engine and loads the published weights from their object reference."""
+    import ray
+    from transformers import AutoModelForCausalLM
+
+    from actors.services import RemoteEngineChat
+
+    cfg = load_config("tiny", [f"rollout.model={tiny_model_dir}", "rollout.engine=transformers",
+                               "curriculum.max_new_tokens=8", "curriculum.cpus=0.5"])
+    ray.init(num_cpus=2, include_dashboard=False, namespace="test-generator-actor")
+    try:
+        chat = RemoteEngineChat(cfg)
+        assert chat.name == f"engine:{tiny_model_dir}"
+        answers = chat.complete([[{"role": "user", "content": "Write one task."}]] * 2)
+        assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+        weights = ray.put(AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict())
+        assert chat.load_weights(weights, 3) == 3
+        chat.close()
+    finally:
+        ray.shutdown()
+
+
 def test_disabled_curriculum_generates_nothing(tmp_path):
     cfg = load_config("tiny", ["curriculum.enabled=false"])
     store = TaskStore(tmp_path)

@@ -131,7 +131,7 @@ def test_the_orm_actor_of_webrl_train_scores_as_the_model_does(tiny_orm, tiny_mo
 
     import ray
 
-    from actors.orm_actor import RemoteORM
+    from actors.services import RemoteORM
 
     trajs = [make_traj(t, 0, success=True, steps=1 + t) for t in range(3)]
     ray.init(num_cpus=2, include_dashboard=False, namespace="test-orm-actor")

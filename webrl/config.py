@@ -332,6 +332,9 @@ class CurriculumConfig(Section):
         "any", description="any: a task passes when either critic head's V(s0) lies in the window (paper); min: when "
         "the critic's value (the more pessimistic head) does.")
     cap_per_phase: int = Field(500, ge=0, description="Paper: at most this many generated tasks kept per phase.")
+    gpus: float = Field(0, ge=0, description="GPUs of the generator's engine actor (curriculum.generator=engine) in "
+                        "`webrl train`; with ray.placement.curriculum_generator it lands on that node type.")
+    cpus: float = Field(1, ge=0, description="CPUs Ray reserves for the generator's engine actor.")
     generator: Literal["engine", "openai"] = Field(
         "engine", description="Who writes new tasks: engine (our own inference engine, actors.engine.make_engine) or "
         "openai (any OpenAI-compatible /v1/chat/completions endpoint).")
@@ -434,6 +437,9 @@ class PlacementConfig(Section):
     orm: Resources = Field(
         default_factory=dict, description="Resources the ORM actor of `webrl train` asks for, on top of orm.cpus/"
         "orm.gpus, e.g. {webrl_rollout: 1}.")
+    curriculum_generator: Resources = Field(
+        default_factory=dict, description="Resources the curriculum generator's engine actor asks for "
+        "(curriculum.generator=engine), on top of curriculum.cpus/gpus, e.g. {webrl_rollout: 1}.")
     replay_buffer: Resources = Field(
         default_factory=dict, description="Resources the ReplayBuffer actor asks for (its file lives on that node's "
         "disk); empty: anywhere, e.g. the head node.")

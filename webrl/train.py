@@ -157,8 +157,8 @@ class Trainer:
             self._ray.kill(self.buffer)
         if self._orm is not None:
             self._orm.close()
-        if self._generator is not None and hasattr(self._generator.chat, "engine"):
-            self._generator.chat.engine.close()
+        if self._generator is not None and hasattr(self._generator.chat, "close"):
+            self._generator.chat.close()
 
     # ---- the loop -----------------------------------------------------------------------------
     def train(self) -> dict:
@@ -265,7 +265,7 @@ class Trainer:
     def orm(self):
         """The ORM, started as a Ray actor (orm.gpus, ray.placement.orm) when a phase first needs it."""
         if self._orm is None:
-            from actors.orm_actor import RemoteORM
+            from actors.services import RemoteORM
 
             self._orm = RemoteORM(self.cfg)
         return self._orm
@@ -308,13 +308,16 @@ class Trainer:
             return {"phase": k + 1, "enabled": False, "note": "off (curriculum.enabled=false)"}
         if k + 1 >= self.cfg.learner.phases:
             return {"phase": k + 1, "enabled": True, "note": "last phase: nothing to evolve"}
+        cur = self.cfg.curriculum
         if self._generator is None:
-            from curriculum.generator import make_generator
+            from actors.services import RemoteEngineChat
+            from curriculum.generator import TaskGenerator, make_generator
 
-            self._generator = make_generator(self.cfg)
+            engine = cur.generator == "engine"  # its engine in an actor (curriculum.gpus, its placement)
+            self._generator = TaskGenerator(RemoteEngineChat(self.cfg), cur) if engine else make_generator(self.cfg)
         chat = self._generator.chat
-        if hasattr(chat, "engine") and self.cfg.curriculum.model is None:  # our engine writes as the current policy
-            chat.engine.load_weights(self._ray.get(self.weights), self.version).result()
+        if hasattr(chat, "load_weights") and cur.model is None:  # our engine writes as the current policy
+            chat.load_weights(self.weights, self.version)
         from curriculum.generator import GeneratorError
 
         try:
