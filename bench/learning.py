@@ -100,12 +100,11 @@ def run(args) -> dict:
     train = _names(args.train_tasks or DEFAULT_TRAIN[suite])
     tmp_dir = tempfile.TemporaryDirectory(prefix="bench-learning-")
     tmp = Path(tmp_dir.name)
-    sets = [f"run_dir={tmp}", f"train.suite={suite}", f"train.test_split={split}",
+    sets = [f"run_dir={tmp}", f"train.suite={suite}", "train.train_split=train", f"train.test_split={split}",
             f"train.eval_episodes_per_task={args.episodes}", f"learner.phases={args.phases}",
             f"train.warm_start_seeds={args.demo_seeds}", "rollout.constrained=true", *args.overrides]
-    for key, value in (("train.test_tasks", names), ("train.tasks", train)):
-        if value:
-            sets.append(f"{key}=[{','.join(value)}]")
+    for key, value in (("train.test_tasks", names), ("train.tasks", train)):  # [] (a whole split) replaces the preset's
+        sets.append(f"{key}=[{','.join(value or [])}]")
     if args.tiny:
         from transformers import AutoTokenizer
 

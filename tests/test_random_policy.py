@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from envpool.actions import parse_action
 from envpool.random_policy import random_action
 from webrl.types import ActionKind
@@ -40,3 +42,17 @@ def test_random_episodes_are_not_demonstrations(capsys):
 
     assert main(["env", "demo", "--policy", "random", "--save", "/tmp/never"]) == 2
     assert "not demonstrations" in capsys.readouterr().out
+
+
+@pytest.mark.browser
+def test_the_floor_is_a_measurement_whatever_its_success(tmp_path):
+    """`webrl env demo --policy random` reports the floor and exits 0 (the scripted policies exit 1 when one fails)."""
+    import json
+
+    from webrl.cli import main
+
+    report = tmp_path / "floor.json"
+    assert main(["env", "demo", "--policy", "random", "--tasks", "login-user", "--seeds", "2", "--config", "tiny",
+                 "--report", str(report)]) == 0
+    out = json.loads(report.read_text())
+    assert out["episodes"] == 2 and out["success_rate"] < 1.0  # a random word typed twice is not kate's login

@@ -28,11 +28,21 @@ def warm_start(cfg: WebRLConfig, run_folder: Path) -> dict | None:
     t0 = time.perf_counter()
     demos = tc.warm_start_demos or record_demos(cfg, run_folder / DEMOS)  # beside: a checkpoint replaces its folder
     recorded = time.perf_counter() - t0
-    from webrl.finetune import run_sft
-
-    summary = run_sft(cfg, [demos], model=cfg.rollout.model, out=str(out))
+    summary = _in_child_process(cfg, demos, str(out))
     return summary | {"policy": str(out / "policy"), "demos": str(demos), "record_s": recorded,
                       "total_s": time.perf_counter() - t0}
+
+
+def _in_child_process(cfg: WebRLConfig, demos: str, out: str) -> dict:
+    """``webrl sft`` in a process of its own: the model, its optimizer and torch's allocator caches (~3.5 GB for
+    SmolLM2) go back to the system when it ends, not held by the driver for the rest of the run."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from webrl.finetune import run_sft
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(run_sft, cfg, [demos], model=cfg.rollout.model, out=out).result()
 
 
 def record_demos(cfg: WebRLConfig, folder: Path) -> str:
