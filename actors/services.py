@@ -12,6 +12,8 @@ Ray restarts either if its process dies; a call in flight is retried on the new 
 
 from __future__ import annotations
 
+import os
+
 from webrl.config import WebRLConfig
 from webrl.types import Trajectory
 
@@ -25,7 +27,9 @@ class _Service:
         from webrl.cluster import placement_options
 
         self._ray = ray
+        threads = {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}  # torch on every core, whatever Ray reserved
         self.handle = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=-1,
+                                 runtime_env={"env_vars": threads},
                                  **placement_options(resources))(actor_class).remote(cfg)
 
     def _call(self, method: str, *args):

@@ -20,9 +20,9 @@ from webrl.config import (
 
 
 def test_default_preset_loads_with_paper_defaults():
+    assert WebRLConfig().env.max_steps == 30  # paper: at most 30 steps per episode (local.yaml sets 8: a laptop's budget)
     cfg = load_config()
     assert isinstance(cfg, WebRLConfig)
-    assert cfg.env.max_steps == 30  # paper: at most 30 steps per episode
     assert cfg == load_config(DEFAULT_PRESET)
     # the default preset validates to the same thing as a re-validation of its own dump
     assert WebRLConfig.model_validate(cfg.model_dump()) == cfg

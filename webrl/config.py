@@ -334,7 +334,8 @@ class CurriculumConfig(Section):
     cap_per_phase: int = Field(500, ge=0, description="Paper: at most this many generated tasks kept per phase.")
     gpus: float = Field(0, ge=0, description="GPUs of the generator's engine actor (curriculum.generator=engine) in "
                         "`webrl train`; with ray.placement.curriculum_generator it lands on that node type.")
-    cpus: float = Field(1, ge=0, description="CPUs Ray reserves for the generator's engine actor.")
+    cpus: float = Field(0, ge=0, description="CPUs Ray reserves for the generator's engine actor (0: it writes "
+                        "between phases, when rollouts and learner idle; a reservation could wait on a 2-core laptop).")
     generator: Literal["engine", "openai"] = Field(
         "engine", description="Who writes new tasks: engine (our own inference engine, actors.engine.make_engine) or "
         "openai (any OpenAI-compatible /v1/chat/completions endpoint).")
@@ -413,7 +414,8 @@ class OrmConfig(Section):
         "so a skewed label mix (mostly failures) does not teach 'always NO'; none: every trajectory weighs the same.")
     gpus: float = Field(0, ge=0, description="GPUs of the ORM actor in `webrl train` (an 8B judge: 1; with "
                         "ray.placement.orm it lands on that node type, not on the head node with the driver).")
-    cpus: float = Field(1, ge=0, description="CPUs Ray reserves for the ORM actor in `webrl train`.")
+    cpus: float = Field(0, ge=0, description="CPUs Ray reserves for the ORM actor in `webrl train` (0: it judges "
+                        "between rollouts and learning, when both idle; a reservation could wait on a 2-core laptop).")
     yes_word: str = Field("YES", min_length=1, description="The answer that means success; its first token is read.")
     no_word: str = Field("NO", min_length=1, description="The answer that means failure; its first token is read.")
 
