@@ -49,10 +49,15 @@ def test_the_floor_is_a_measurement_whatever_its_success(tmp_path):
     """`webrl env demo --policy random` reports the floor and exits 0 (the scripted policies exit 1 when one fails)."""
     import json
 
+    import ray
+
     from webrl.cli import main
 
     report = tmp_path / "floor.json"
-    assert main(["env", "demo", "--policy", "random", "--tasks", "login-user", "--seeds", "2", "--config", "tiny",
-                 "--report", str(report)]) == 0
+    try:
+        assert main(["env", "demo", "--policy", "random", "--tasks", "login-user", "--seeds", "2", "--config", "tiny",
+                     "--report", str(report)]) == 0
+    finally:
+        ray.shutdown()  # the command starts a local cluster in this process; the next tests start their own
     out = json.loads(report.read_text())
     assert out["episodes"] == 2 and out["success_rate"] < 1.0  # a random word typed twice is not kate's login
