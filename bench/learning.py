@@ -8,6 +8,9 @@ to finish on a CPU in bounded time, so that a regression in learning shows up as
   train split only), measured by ``webrl train``'s initial evaluation of the policy it starts from;
 - ``phase k``: + WebRL phase k (``webrl train`` from the SFT policy; its held-out evaluation after the phase).
 
+Where the config evaluates unseen instances of the train tasks (``train.test_instances_per_task``, MiniWoB++),
+``instances`` holds the SFT and phase rungs on them, and its own ``last_minus_sft``.
+
 With ``--ablation KEY=VALUE`` (e.g. ``replay.max_ratio=0``: no replay) a second ``webrl train`` starts from the
 same SFT policy with that switch, and its phases are printed beside the default's (``ablation`` in the JSON).
 
@@ -83,9 +86,18 @@ def webrl_run(config: str | None, sets: list[str], name: str, extra: list[str]) 
     return run_train(load_config(config, [*sets, f"train.run_name={name}", *extra]))
 
 
-def phase_rungs(report: dict) -> list[dict]:
-    return [rung(f"phase {p['phase']}", p["test"]["successes"], p["test"]["episodes"], p["times"]["total"])
-            for p in report["phases"]]
+def phase_rungs(report: dict, key: str = "test") -> list[dict]:
+    return [rung(f"phase {p['phase']}", p[key]["successes"], p[key]["episodes"], p["times"]["total"])
+            for p in report["phases"] if p.get(key)]
+
+
+def instance_rungs(report: dict) -> list[dict]:
+    """SFT and each phase on unseen instances of the train tasks (``train.test_instances_per_task``); [] when
+    the run did not evaluate them."""
+    start = report.get("initial_instances")
+    if not start:
+        return []
+    return [rung("sft", start["successes"], start["episodes"]), *phase_rungs(report, "test_instances")]
 
 
 def _names(spec: str | None) -> list[str] | None:
@@ -140,6 +152,9 @@ def run(args) -> dict:
         "warm_start": {k: (default.get("warm_start") or {}).get(k) for k in ("demonstrations", "samples", "steps",
                                                                               "first_loss", "last_loss", "total_s")},
     }
+    if instances := instance_rungs(default):
+        result["instances"] = {"rungs": instances,
+                               "last_minus_sft": instances[-1]["success_rate"] - instances[0]["success_rate"]}
     if args.ablation:
         other = webrl_run(args.config, sets, "ablation", [  # starts where the default did
             "train.warm_start=none", f"rollout.model={default['warm_start']['policy']}", "train.eval_initial=false",
@@ -154,6 +169,9 @@ def table(result: dict) -> str:
     rows = [(r["rung"], f"{r['successes']}/{r['episodes']}",
              f"{r['success_rate']:.0%}" if r["success_rate"] is not None else "-",
              f"{r['ci95'][0]:.0%}-{r['ci95'][1]:.0%}" if r["ci95"] else "-") for r in result["rungs"]]
+    for r in (result.get("instances") or {}).get("rungs", []):
+        rows.append((f"{r['rung']} (unseen instances of train tasks)", f"{r['successes']}/{r['episodes']}",
+                     f"{r['success_rate']:.0%}", f"{r['ci95'][0]:.0%}-{r['ci95'][1]:.0%}"))
     for r in (result.get("ablation") or {}).get("rungs", []):
         rows.append((f"{r['rung']} ({result['ablation']['switch']})", f"{r['successes']}/{r['episodes']}",
                      f"{r['success_rate']:.0%}", f"{r['ci95'][0]:.0%}-{r['ci95'][1]:.0%}"))

@@ -93,7 +93,8 @@ def test_learning_bench_prints_every_rung_of_the_ladder_and_the_ablation():
         [sys.executable, "bench/learning.py", "--json", "--tiny", "--tasks", "focus-text-2", "--train-tasks",
          "click-button,focus-text", "--episodes", "2", "--phases", "1", "--demo-seeds", "1",
          "--ablation", "replay.max_ratio=0", "--set", "rollout.engine=transformers", "--set", "env.max_steps=3",
-         "--set", "train.episodes_per_task=1", "--set", "curriculum.enabled=false", "--set", "train.orm_agreement=false"],
+         "--set", "train.episodes_per_task=1", "--set", "curriculum.enabled=false", "--set", "train.orm_agreement=false",
+         "--set", "train.test_instances_per_task=1"],
         cwd=ROOT, capture_output=True, text=True, timeout=1800,
     )
     assert out.returncode == 0, out.stderr[-4000:]
@@ -106,5 +107,7 @@ def test_learning_bench_prints_every_rung_of_the_ladder_and_the_ablation():
         assert r["episodes"] == 2 and 0 <= r["successes"] <= 2 and r["success_rate"] == r["successes"] / 2
         assert r["ci95"][0] <= r["success_rate"] <= r["ci95"][1]
     assert [r["rung"] for r in result["ablation"]["rungs"]] == ["phase 0"]
+    # unseen instances of the two train tasks, one each, at the start and after the phase
+    assert [(r["rung"], r["episodes"]) for r in result["instances"]["rungs"]] == [("sft", 2), ("phase 0", 2)]
     assert result["ablation"]["switch"] == "replay.max_ratio=0"
     assert result["warm_start"]["demonstrations"] >= 1 and result["warm_start"]["steps"] >= 1

@@ -241,3 +241,55 @@ def test_report_interval_and_plot(tmp_path):
     report = {"run": "r", "initial": row, "phases": [{"phase": 0, "train": row, "test": row}]}
     png = plot_success(report, tmp_path / "p.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # unseen instances of the train tasks get a line of their own
+    other = {"episodes": 4, "successes": 3, "success_rate": 0.75, "ci95": wilson(3, 4)}
+    report |= {"initial_instances": other, "phases": [{"phase": 0, "train": row, "test": row, "test_instances": other}]}
+    assert plot_success(report, tmp_path / "q.png").read_bytes() != png
+
+
+def test_phase_table_shows_unseen_instances_when_evaluated():
+    from rich.console import Console
+
+    from webrl.train_report import phase_table, wilson
+
+    row = {"episodes": 4, "successes": 1, "success_rate": 0.25, "ci95": wilson(1, 4), "sites": {"miniwob": {
+        "episodes": 4, "successes": 1, "success_rate": 0.25, "ci95": wilson(1, 4)}}}
+    p = {"phase": 0, "version": 1, "train": row, "test": row, "orm": {"orm_judged": 0, "pairs": 0},
+         "curriculum": {"enabled": False, "note": "off"}, "times": {"rollout": 1.0},
+         "replay": {"current_steps": 1, "past_trajectories": 0, "replayed_steps": 0},
+         "learner": {"critic_steps": 1, "actor_steps": 1, "critic_loss": 0.5, "actor_loss": 0.1}}
+
+    def text(entry: dict) -> str:
+        console = Console(width=200, record=True)
+        console.print(phase_table(entry))
+        return console.export_text()
+
+    assert "unseen instances" not in text(p)
+    assert "unseen instances of train tasks" in text(p | {"test_instances": row | {"successes": 3}})
+    assert "3/4 75%" in text(p | {"test_instances": row | {"successes": 3, "success_rate": 0.75}})
+
+
+def test_each_phase_draws_new_instances_never_the_demonstrations_or_the_unseen_test_instances():
+    """MiniWoB++ seeds by use: demonstrations 0..warm_start_seeds-1, phase k's rollouts new seeds of their own,
+    the unseen-instance evaluation a range no rollout reaches."""
+    from webrl.train import train_specs
+    from webrl.train_config import INSTANCE_SEEDS, TrainConfig
+    from webrl.types import Task
+
+    tasks = [Task(id=f"miniwob/{n}", suite="miniwob", start_url="x") for n in ("click-button", "enter-text")]
+    seeds = [[s.seed for s in train_specs("r", k, tasks, 3, seed=7)] for k in range(4)]
+    assert all(len(phase) == 6 and len(set(phase)) == 3 for phase in seeds)  # 3 instances of each task
+    drawn = [set(phase) for phase in seeds]
+    assert all(a.isdisjoint(b) for i, a in enumerate(drawn) for b in drawn[i + 1:])
+    demos = set(range(TrainConfig().warm_start_seeds))
+    assert all(demos.isdisjoint(d) and max(d) < 7 + INSTANCE_SEEDS for d in drawn)
+
+
+def test_unseen_instances_are_refused_for_a_suite_of_fixed_tasks(tmp_path):
+    from webrl.config import ConfigError, load_config
+    from webrl.train import Trainer
+
+    cfg = load_config(None, [f"run_dir={tmp_path}", "train.suite=sandbox", "train.test_split=test", f"env.sandbox.tasks_dir={TASKS_DIR}", "train.tasks=[]",
+                             "train.test_tasks=[]", "train.test_instances_per_task=2"])
+    with pytest.raises(ConfigError, match="test_instances_per_task=0"):
+        Trainer(cfg).setup()

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from webrl import metrics
 from webrl.config import ConfigError, WebRLConfig, _set_dotted, parse_override
+from webrl.train_config import INSTANCE_SEEDS, TRAIN_SEEDS
 from webrl.train_report import PLOT, REPORT, phase_table, plot_success, success_by_site, write_json
 from webrl.types import EpisodeSpec, Task, Trajectory
 
@@ -54,9 +55,11 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> WebRLConfig:
 
 
 def train_specs(run: str, phase: int, tasks: list[Task], episodes: int, seed: int) -> list[EpisodeSpec]:
-    """``episodes`` seeds of every task (interleaved), ids ``<run>-p<phase>-<n>`` fixed before anything runs;
-    a generated task travels whole (no suite lists it)."""
-    jobs = [(t, seed + e) for e in range(episodes) for t in tasks]
+    """``episodes`` seeds of every task (interleaved), new to each phase (``TRAIN_SEEDS``: a MiniWoB++ task
+    draws new instances); ids ``<run>-p<phase>-<n>`` fixed before anything runs; a generated task travels
+    whole (no suite lists it)."""
+    first = seed + TRAIN_SEEDS + phase * episodes
+    jobs = [(t, first + e) for e in range(episodes) for t in tasks]
     return [EpisodeSpec(id=f"{run}-p{phase}-{n:04d}", task_id=t.id, seed=s, phase=phase, mode="train",
                         task=t if t.origin.kind == "generated" else None) for n, (t, s) in enumerate(jobs)]
 
@@ -97,6 +100,10 @@ class Trainer:
             self.test_tasks = suites.select(tc.suite, tc.test_tasks or None, tc.test_split) if tc.test_split else []
         finally:
             suites.close()
+        if tc.test_instances_per_task and tc.suite != "miniwob":
+            raise ConfigError(f"train.test_instances_per_task={tc.test_instances_per_task} needs MiniWoB++ (whose seeds "
+                              f"draw new instances); a {tc.suite} task is one fixed instance, so its held-out instances "
+                              "are train.test_split: set train.test_instances_per_task=0")
         if not seeds:
             raise ConfigError(f"no seed tasks: suite {tc.suite!r} split {tc.train_split!r} is empty (set train.suite, "
                              "train.train_split, or env.sandbox.tasks_dir to a folder of task files)")
@@ -167,6 +174,10 @@ class Trainer:
         if self.tc.eval_initial and self.report["initial"] is None and self.test_tasks:
             self.report["initial"] = self.evaluate(-1)
             console.print(f"starting policy on the test tasks: {_fmt(self.report['initial'])}", highlight=False)
+        if self.tc.eval_initial and self.report.get("initial_instances") is None and self.tc.test_instances_per_task:
+            self.report["initial_instances"] = self.evaluate(-1, instances=True)
+            console.print(f"starting policy on unseen instances of the train tasks: "
+                          f"{_fmt(self.report['initial_instances'])}", highlight=False)
         for phase in range(self.state.get("phases_done", 0), self.cfg.learner.phases):
             p = self.phase(phase)
             console.print(phase_table(p))
@@ -196,12 +207,13 @@ class Trainer:
         curriculum = self.evolve(k, trajs)
         lap("evolve")
         test = self.evaluate(k) if self.test_tasks and self.tc.eval_episodes_per_task else None
+        instances = self.evaluate(k, instances=True) if self.tc.test_instances_per_task else None
         lap("eval")
         from webrl.train_scoring import orm_agreement
 
         entry = {"phase": k, "version": self.version, "tasks": {"seeds": sum(t.origin.kind == "seed" for t in tasks),
                                                                   "generated": sum(t.origin.kind == "generated" for t in tasks)},
-                 "train": success_by_site(trajs, self.site_of), "test": test,
+                 "train": success_by_site(trajs, self.site_of), "test": test, "test_instances": instances,
                  "orm": orm_agreement(raw, self.ledger), "curriculum": curriculum, "replay": replay, "learner": learner,
                  "times": times}
         self.save(k, entry)
@@ -270,12 +282,18 @@ class Trainer:
             self._orm = RemoteORM(self.cfg)
         return self._orm
 
-    def evaluate(self, k: int) -> dict:
+    def evaluate(self, k: int, instances: bool = False) -> dict:
+        """Greedy episodes on the held-out test tasks or (``instances``) on unseen instances of the seed tasks."""
         from webrl.evaluate import eval_specs
 
-        specs = [s.model_copy(update={"phase": k}) for s in
-                 eval_specs(f"{self.run}-p{k}-eval", self.test_tasks, max(1, self.tc.eval_episodes_per_task), self.cfg.seed)]
-        self._run(specs, "evaluation" if k < 0 else f"phase {k} evaluation")
+        if instances:
+            tasks, n, seed, tag = (self.store.tasks(origin="seed"), self.tc.test_instances_per_task,
+                                   self.cfg.seed + INSTANCE_SEEDS, "inst")
+        else:
+            tasks, n, seed, tag = self.test_tasks, max(1, self.tc.eval_episodes_per_task), self.cfg.seed, "eval"
+        specs = [s.model_copy(update={"phase": k}) for s in eval_specs(f"{self.run}-p{k}-{tag}", tasks, n, seed)]
+        what = " on unseen instances of the train tasks" if instances else ""
+        self._run(specs, ("evaluation" if k < 0 else f"phase {k} evaluation") + what)
         ids = {s.id for s in specs}
         trajs = [t for t in self._ray.get(self.buffer.query.remote(phase=k, mode="eval")) if t.id in ids]
         return success_by_site(trajs, self.site_of)
@@ -352,10 +370,12 @@ def run_train(cfg: WebRLConfig, *, resume: bool = False) -> dict:
     finally:
         trainer.close()
     last = report["phases"][-1] if report["phases"] else None
-    if last and last.get("test"):
-        start = report.get("initial")
-        console.print(f"test success after phase {last['phase']}: {_fmt(last['test'])}"
-                      + (f"; at the start: {_fmt(start)}" if start else ""), highlight=False)
+    for key, start_key, what in (("test", "initial", "test success"),
+                                 ("test_instances", "initial_instances", "success on unseen instances of the train tasks")):
+        if last and last.get(key):
+            start = report.get(start_key)
+            console.print(f"{what} after phase {last['phase']}: {_fmt(last[key])}"
+                          + (f"; at the start: {_fmt(start)}" if start else ""), highlight=False)
     console.print(f"report: {trainer.folder / REPORT}; plot: {trainer.folder / PLOT}; "
                   f"policy: {last['checkpoint'] + '/policy' if last else '-'}", highlight=False)
     return report

@@ -11,6 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Seeds of a MiniWoB++ task's instances (a sandbox or WebArena task is one fixed instance and ignores its seed),
+# disjoint by use: the warm start's demonstrations draw 0..warm_start_seeds-1; phase k's rollouts
+# seed + TRAIN_SEEDS + k·episodes_per_task onwards (every phase meets new instances); the unseen-instance
+# evaluation seed + INSTANCE_SEEDS onwards (no demonstration or rollout ever drew them).
+TRAIN_SEEDS = 1_000
+INSTANCE_SEEDS = 1_000_000
+
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -25,9 +32,15 @@ class TrainConfig(BaseModel):
     test_tasks: list[str] = Field(
         default_factory=list, description="Test task names within test_split; empty: all of it.")
     episodes_per_task: int = Field(
-        4, gt=0, description="Training episodes (temperature rollout.temperature) per task and phase, seeds seed..seed+N-1.")
+        4, gt=0, description="Training episodes (temperature rollout.temperature) per task and phase; MiniWoB++ seeds new "
+        "to each phase (seed + 1000 + phase·N onwards).")
     eval_episodes_per_task: int = Field(
         1, ge=0, description="Held-out episodes (rollout.eval_temperature, greedy) per test task after each phase; 0: none.")
+    test_instances_per_task: int = Field(
+        0, ge=0, description="Also evaluate (greedy) after each phase on this many unseen instances of every seed task: "
+        "MiniWoB++ seeds that no demonstration or rollout drew (seed + 1,000,000 onwards), the suite's usual test "
+        "protocol, beside the held-out test tasks (a transfer test); 0: none. MiniWoB++ only: a sandbox or WebArena "
+        "task is one fixed instance, so its held-out instances are its test split.")
     eval_initial: bool = Field(
         True, description="Also evaluate the starting policy before phase 0 (the baseline the plot starts from).")
     generated_tasks_per_phase: int = Field(

@@ -62,6 +62,8 @@ def phase_table(p: dict) -> Table:
     table.add_row("test success", _rate(test) if test else "not evaluated")
     for site, row in (test or {}).get("sites", {}).items():
         table.add_row(f"  test {site}", _rate(row))
+    if p.get("test_instances"):
+        table.add_row("unseen instances of train tasks", _rate(p["test_instances"]))
     orm = p["orm"]
     table.add_row("ORM judged", str(orm["orm_judged"]))
     table.add_row("ORM agrees with rule labels",
@@ -96,8 +98,9 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def plot_success(report: dict, path: Path) -> Path | None:
-    """``success_per_phase.png``: train and test success per phase (the starting policy's test success at
-    phase 'start'); None when matplotlib is missing."""
+    """``success_per_phase.png``: train success per phase, and test success (held-out tasks; unseen instances
+    of the train tasks where evaluated) with 95% intervals, the starting policy's at phase 'start'; None when
+    matplotlib is missing."""
     try:
         import matplotlib
     except ImportError:
@@ -109,15 +112,20 @@ def plot_success(report: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     xs = [p["phase"] for p in phases]
     ax.plot(xs, [p["train"]["success_rate"] or 0 for p in phases], "o-", label="train (rollouts)")
-    test = [(p["phase"], p["test"]) for p in phases if p.get("test") and p["test"]["episodes"]]
-    initial = report.get("initial")
-    if initial and initial["episodes"]:
-        test.insert(0, (-1, initial))
-    if test:
-        ax.errorbar([x for x, _ in test], [t["success_rate"] for _, t in test], fmt="s-", capsize=3, label="test (held out)",
-                    yerr=[[t["success_rate"] - t["ci95"][0] for _, t in test], [t["ci95"][1] - t["success_rate"] for _, t in test]])
-    ax.set_xticks(sorted({x for x, _ in test} | set(xs)))
-    ax.set_xticklabels(["start" if x == -1 else str(x) for x in sorted({x for x, _ in test} | set(xs))])
+    ticks = set(xs)
+    for key, start_key, fmt, label in (("test", "initial", "s-", "test (held-out tasks)"),
+                                       ("test_instances", "initial_instances", "d--", "unseen instances of train tasks")):
+        test = [(p["phase"], p[key]) for p in phases if p.get(key) and p[key]["episodes"]]
+        initial = report.get(start_key)
+        if initial and initial["episodes"]:
+            test.insert(0, (-1, initial))
+        if test:
+            ax.errorbar([x for x, _ in test], [t["success_rate"] for _, t in test], fmt=fmt, capsize=3, label=label,
+                        yerr=[[t["success_rate"] - t["ci95"][0] for _, t in test],
+                              [t["ci95"][1] - t["success_rate"] for _, t in test]])
+            ticks |= {x for x, _ in test}
+    ax.set_xticks(sorted(ticks))
+    ax.set_xticklabels(["start" if x == -1 else str(x) for x in sorted(ticks)])
     ax.set_xlabel("phase")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
