@@ -55,14 +55,18 @@ def log(msg: str) -> None:
 # ---- what the processes hold ----------------------------------------------------------------------------------
 def kind_of(cmdline: list[str], name: str) -> str:
     """The bucket a process of ours counts in: ``ray::<Class>`` for Ray workers (``ray::IDLE`` idle ones),
-    ``chromium``, ``playwright`` (its node driver) or ``ray_services`` (raylet, GCS, dashboard agents, ...)."""
+    ``chromium:<type>`` (``chromium:utility:<service>`` for Chromium's utility processes: which service an
+    extra one runs says whether it is a leak), ``playwright`` (its node driver) or ``ray_services`` (raylet,
+    GCS, dashboard agents, ...)."""
     title = cmdline[0] if cmdline else name
     if title.startswith("ray::"):  # an actor's worker, or Ray's own agents (ray::DashboardAgent, ...)
         kind = title.split(".", 1)[0]
         return "ray_services" if kind.endswith("Agent") else kind
     text = " ".join(cmdline) or name
     if "chrom" in name or "chrom" in (cmdline[0] if cmdline else ""):
-        return "chromium:" + next((a[7:] for a in cmdline if a.startswith("--type=")), "browser")
+        kind = "chromium:" + next((a[7:] for a in cmdline if a.startswith("--type=")), "browser")
+        service = next((a.split("=", 1)[1] for a in cmdline if a.startswith("--utility-sub-type=")), None)
+        return f"{kind}:{service}" if service else kind
     if "playwright" in text or name == "node":
         return "playwright"
     return "ray_services"

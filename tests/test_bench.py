@@ -111,3 +111,17 @@ def test_learning_bench_prints_every_rung_of_the_ladder_and_the_ablation():
     assert [(r["rung"], r["episodes"]) for r in result["instances"]["rungs"]] == [("sft", 2), ("phase 0", 2)]
     assert result["ablation"]["switch"] == "replay.max_ratio=0"
     assert result["warm_start"]["demonstrations"] >= 1 and result["warm_start"]["steps"] >= 1
+
+
+def test_soak_names_each_chromium_utility_service_it_counts():
+    """An extra utility process after a soak is a leak or a service Chromium started on demand: the soak's
+    buckets say which (``chromium:utility:<service>``)."""
+    sys.path.insert(0, str(ROOT))
+    from bench.soak import kind_of
+
+    exe = "/usr/lib/chromium/chromium"
+    assert kind_of([exe, "--type=utility", "--utility-sub-type=network.mojom.NetworkService"], "chromium") == \
+        "chromium:utility:network.mojom.NetworkService"
+    assert kind_of([exe, "--type=renderer"], "chromium") == "chromium:renderer"
+    assert kind_of([exe, "--headless", "--webrl-pool=abc"], "chromium") == "chromium:browser"
+    assert kind_of(["ray::RolloutWorker.run"], "python") == "ray::RolloutWorker"

@@ -190,3 +190,39 @@ def test_driver_killed_then_resumed_with_worker_pool_buffer_kills_loses_and_doub
     after = faults.jsonl_ids(run / "trajectories.jsonl")
     assert after[: len(before)] == before  # what the killed driver's run stored stays, and is not run again
     assert 0 < report["phases"][0]["version"] < report["phases"][1]["version"] < report["phases"][2]["version"]
+
+
+DRIVER = """
+import sys, time
+import ray
+from envpool.pool import remote_pool
+from webrl.config import EnvConfig
+ray.init(num_cpus=2, include_dashboard=False, namespace="webrl-test-sigterm", _node_ip_address="127.0.0.1")
+pool = remote_pool(EnvConfig())
+ray.get(pool.start.remote())
+print(ray.get(pool.__ray_call__.remote(lambda self: self.tag)), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.browser
+def test_a_driver_stopped_by_sigterm_leaves_no_chromium_behind():
+    """`kill <driver>` (what a job manager or Ctrl-\\\\ does): Ray ends the pool actor's process, and its Chromium
+    (found by the pool's ``--webrl-pool=<tag>`` mark) goes with it rather than living on without a parent."""
+    import signal
+    import time
+
+    from envpool.chromium import browser_pids
+
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        tag = proc.stdout.readline().strip()
+        assert tag and browser_pids(tag), "the pool's Chromium should be running before the driver is stopped"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while browser_pids(tag) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not browser_pids(tag), f"Chromium outlived its driver: {browser_pids(tag)}"
+    finally:
+        proc.kill()
