@@ -21,7 +21,7 @@ from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.learner import Batch, Learner
 from learner.lora import merged
 from learner.parallel import full_state_dict, is_sharded, shards_from_cpu
-from webrl.config import LearnerConfig
+from webrl.config import LearnerConfig, WebRLConfig
 
 
 def build_policy(spec: str | dict, seed: int = 0):
@@ -146,13 +146,14 @@ class LearnerRank:
             self._close_weight_channel()  # a broken round leaves the channel unusable: the fleet forms a new one
         return version, [ray.put(state if sharded else full_state_dict(module))], error
 
-    def save(self, folder: str, phase: int, step: int, tokenizer_dir: str | None = None) -> str | None:
+    def save(self, folder: str, phase: int, step: int, tokenizer_dir: str | None = None,
+             extra: dict | None = None) -> str | None:
         tokenizer = None
         if tokenizer_dir and self.rank == 0:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        written = save_checkpoint(folder, self.learner, tokenizer=tokenizer, phase=phase, step=step)
+        written = save_checkpoint(folder, self.learner, tokenizer=tokenizer, phase=phase, step=step, extra=extra)
         return str(written) if written else None
 
     def load(self, folder: str) -> dict:
@@ -186,6 +187,15 @@ class LearnerGroup:
                            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}},
                            **placement_options(resources or {}))(self.rank_class)
         self.ranks = [actor.remote(r, ranks, address, policy, cfg, micro_batch, seed) for r in range(ranks)]
+
+    @classmethod
+    def for_run(cls, policy: str | dict, cfg: WebRLConfig):
+        """The group ``webrl train`` runs (its warm start and its phases): ``train.learner_ranks`` ranks of
+        ``train.learner_cpus_per_rank``/``learner_gpus_per_rank`` on ``ray.placement.learner_rank``."""
+        tc, lc = cfg.train, cfg.learner
+        return cls(tc.learner_ranks, policy, lc, micro_batch=lc.micro_batch, seed=cfg.seed,
+                   num_cpus_per_rank=tc.learner_cpus_per_rank, num_gpus_per_rank=tc.learner_gpus_per_rank,
+                   resources=cfg.ray.placement.learner_rank, threads=tc.learner_threads)
 
     def _all(self, method: str, *args):
         """Call ``method`` on every rank; the answers in rank order. A rank that died raises its Ray actor error
@@ -237,9 +247,11 @@ class LearnerGroup:
         metrics.weight_sync("object_store", time.perf_counter() - t0, version)
         return version, ref, time.perf_counter() - t0
 
-    def save(self, folder: str, *, phase: int = 0, step: int = 0, tokenizer_dir: str | None = None) -> str:
-        """A checkpoint (learner/checkpoint.py): every rank takes part (fsdp2 gathers), rank 0 writes."""
-        return self._all("save", folder, phase, step, tokenizer_dir)[0]
+    def save(self, folder: str, *, phase: int = 0, step: int = 0, tokenizer_dir: str | None = None,
+             extra: dict | None = None) -> str:
+        """A checkpoint (learner/checkpoint.py): every rank takes part (fsdp2 gathers), rank 0 writes;
+        ``extra`` joins its manifest."""
+        return self._all("save", folder, phase, step, tokenizer_dir, extra)[0]
 
     def load(self, folder: str) -> dict:
         """Restore every rank from a checkpoint (build the group on ``<folder>/policy`` first)."""

@@ -114,3 +114,40 @@ def test_sft_resume_continues_the_same_run(demo_file, tiny_model_dir, tmp_path):
     (resumed / "manifest.json").write_text(json.dumps({**manifest, "kind": "phase"}))
     with pytest.raises(ValueError, match="not a checkpoint of `webrl sft`"):
         main([*again, *common])
+
+
+def test_the_warm_start_trains_on_the_learner_group_as_one_process_would(demo_file, tiny_model_dir, tmp_path):
+    """`webrl train`'s warm start runs `webrl sft` on the learner group: Ray actors on
+    ray.placement.learner_rank (an 8B model's GPU nodes, not the driver's head node), gone when it ends; two
+    ranks (ddp over gloo) train as one process does on the same batches. (On a cluster the ranks are GPU
+    processes under NCCL; the CPU ranks here run the same code path with gloo.)"""
+    import ray
+    import torch
+    from ray.util.state import list_actors
+    from safetensors.torch import load_file
+
+    from webrl.finetune import run_sft
+    from webrl.train_warm_start import warm_start
+
+    sets = [f"train.warm_start_demos={demo_file}", f"rollout.model={tiny_model_dir}", "train.warm_start=sft",
+            "train.learner_ranks=2", "ray.placement.learner_rank={webrl_learner: 1}", "learner.sft_epochs=3",
+            "learner.sft_lr=0.003", "learner.sft_batch_size=2", "learner.micro_batch=1"]
+    cfg = load_config("tiny", sets)
+    ray.init(num_cpus=4, resources={"webrl_learner": 2}, _node_ip_address="127.0.0.1")  # the state API needs the dashboard
+    try:
+        warm = warm_start(cfg, tmp_path / "run")
+        ranks = list_actors(filters=[("class_name", "=", "LearnerRank")], detail=True)
+    finally:
+        ray.shutdown()
+    assert len(ranks) == 2 and {r.state for r in ranks} == {"DEAD"}
+    assert all(r.required_resources.get("webrl_learner") == 1 for r in ranks)
+    assert warm["steps"] == 3 and warm["policy"] == str(tmp_path / "run" / "warm-start" / "policy")
+    assert json.loads((tmp_path / "run" / "warm-start" / "manifest.json").read_text())["kind"] == "sft"
+    one = run_sft(cfg, [str(demo_file)], model=str(tiny_model_dir), out=str(tmp_path / "one"))
+    want, got = (load_file(f"{p}/model.safetensors") for p in (one["policy"], warm["policy"]))
+    # the same steps: the same losses, and weights within a fraction of one Adam step (lr 3e-3) of each other
+    # (gloo sums the ranks' gradients in another order; ranks that skipped the all-reduce would differ by steps)
+    assert warm["last_loss"] == pytest.approx(one["last_loss"], rel=1e-5) and warm["last_loss"] < warm["first_loss"]
+    assert set(want) == set(got) and all(torch.allclose(want[k], got[k], atol=1e-3, rtol=0) for k in want)
+    base = load_file(f"{tiny_model_dir}/model.safetensors")
+    assert any(not torch.allclose(base[k], got[k]) for k in base)  # it trained

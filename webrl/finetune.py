@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -57,18 +58,51 @@ def _check_same_run(manifest: dict, resume: str, fingerprint: str, cfg: WebRLCon
                          "decide which batches its steps were)")
 
 
+class OneProcess:
+    """The learner in this process, behind the part of :class:`learner.group.LearnerGroup`'s interface that
+    ``run_sft`` uses: ``webrl sft`` on a laptop's CPU or one GPU."""
+
+    def __init__(self, path: Path, cfg: WebRLConfig):
+        from transformers import AutoModelForCausalLM
+
+        from learner.learner import Learner
+
+        policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        self.learner = Learner(policy, cfg.learner, micro_batch=cfg.learner.micro_batch)
+
+    def sft_step(self, batch) -> dict:
+        return self.learner.sft_step(batch)
+
+    def save(self, folder: str, *, phase: int = 0, step: int = 0, tokenizer_dir: str | None = None,
+             extra: dict | None = None) -> str:
+        from transformers import AutoTokenizer
+
+        from learner.checkpoint import save_checkpoint
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
+        return str(save_checkpoint(folder, self.learner, tokenizer=tokenizer, phase=phase, step=step, extra=extra))
+
+    def load(self, folder: str) -> dict:
+        from learner.checkpoint import load_checkpoint
+
+        return load_checkpoint(folder, self.learner)
+
+    def shutdown(self) -> None:
+        self.learner = None
+
+
 def run_sft(cfg: WebRLConfig, data: list[str], *, model: str | None = None, out: str | None = None,
             epochs: int | None = None, include_failures: bool = False, resume: str | None = None,
-            save_every: int | None = None) -> dict:
+            save_every: int | None = None, learners: Callable[[Path], object] = OneProcess) -> dict:
     """Train ``epochs`` passes (default ``learner.sft_epochs``) over the demonstrations in ``data``; with
     ``resume``, continue the run that wrote that checkpoint (``out`` defaults to it). ``save_every``
-    steps a checkpoint is written on the way, and one at the end."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    steps a checkpoint is written on the way, and one at the end. ``learners(model_dir, cfg)`` builds what
+    trains: this process (:class:`OneProcess`), or a :class:`learner.group.LearnerGroup` on the learner
+    nodes (``webrl train``'s warm start); it is shut down at the end."""
+    from transformers import AutoTokenizer
 
     from actors.model_store import resolve_model
-    from learner.checkpoint import load_checkpoint, save_checkpoint
-    from learner.learner import Learner
-    from learner.sft import demo_samples, load_demos, sft_batches
+    from learner.sft import demo_samples, load_demos
 
     lc = cfg.learner
     manifest = _resume_manifest(resume)
@@ -83,9 +117,20 @@ def run_sft(cfg: WebRLConfig, data: list[str], *, model: str | None = None, out:
     fingerprint = samples_fingerprint(samples)
     if manifest:
         _check_same_run(manifest, resume, fingerprint, cfg)
-    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    learner = Learner(policy, lc, micro_batch=lc.micro_batch)
-    start = load_checkpoint(resume, learner)["step"] if resume else 0
+    learner = learners(path, cfg)
+    try:
+        return _train(cfg, learner, len(demos), samples, fingerprint, tokenizer, path, epochs, resume, out, save_every)
+    finally:
+        learner.shutdown()
+
+
+def _train(cfg: WebRLConfig, learner, demos: int, samples: list, fingerprint: str, tokenizer, path: Path,
+           epochs: int | None, resume: str | None, out: str | None, save_every: int | None) -> dict:
+    """run_sft's epochs on ``learner``, from the resumed step on; its summary."""
+    from learner.sft import sft_batches
+
+    lc = cfg.learner
+    start = learner.load(resume)["step"] if resume else 0
     epochs = epochs or lc.sft_epochs
     per_epoch = -(-len(samples) // lc.sft_batch_size)
     total = epochs * per_epoch
@@ -94,10 +139,10 @@ def run_sft(cfg: WebRLConfig, data: list[str], *, model: str | None = None, out:
     tokens = sum(len(ids) - p for ids, p in samples)
 
     def save(step: int) -> None:
-        save_checkpoint(folder, learner, tokenizer=tokenizer, phase=0, step=step,
-                        extra={"kind": "sft", "sft_data": fingerprint, "seed": cfg.seed, "epochs": epochs})
+        learner.save(str(folder), phase=0, step=step, tokenizer_dir=str(path),
+                     extra={"kind": "sft", "sft_data": fingerprint, "seed": cfg.seed, "epochs": epochs})
 
-    console.print(f"sft: {len(demos)} demonstrations, {len(samples)} steps, {tokens} action tokens; "
+    console.print(f"sft: {demos} demonstrations, {len(samples)} steps, {tokens} action tokens; "
                   f"{epochs} epochs of batches of {lc.sft_batch_size} at lr {lc.sft_lr:g} on {path}"
                   + (f"; resuming at step {start} of {total}" if resume else ""), highlight=False)
     losses, trained, step, t0 = [], 0, start, time.perf_counter()
@@ -120,7 +165,7 @@ def run_sft(cfg: WebRLConfig, data: list[str], *, model: str | None = None, out:
     else:
         console.print(f"nothing to train: {resume} has done {start} of the {total} steps of {epochs} epochs "
                       "(raise --epochs to train on)", highlight=False)
-    summary = {"demonstrations": len(demos), "samples": len(samples), "action_tokens": tokens, "epochs": epochs,
+    summary = {"demonstrations": demos, "samples": len(samples), "action_tokens": tokens, "epochs": epochs,
                "resumed_at": start, "steps": step, "first_loss": losses[0] if losses else None,
                "last_loss": losses[-1] if losses else None, "wall_s": wall, "tokens_per_s": trained / wall if wall else 0.0,
                "checkpoint": str(folder), "policy": str(folder / "policy")}

@@ -107,6 +107,7 @@ class Trainer:
         if not seeds:
             raise ConfigError(f"no seed tasks: suite {tc.suite!r} split {tc.train_split!r} is empty (set train.suite, "
                              "train.train_split, or env.sandbox.tasks_dir to a folder of task files)")
+        init_ray(cfg.ray)
         warm = warm_start(cfg, self.folder)
         if warm:  # the run starts from the warm-start policy (its initial evaluation measures it)
             cfg.rollout.model = warm["policy"]
@@ -115,7 +116,6 @@ class Trainer:
         self.store = TaskStore(self.folder, cfg.curriculum.cap_per_phase)
         self.store.add_seeds(seeds)
         self.ledger = OutcomeLedger(self.folder)
-        init_ray(cfg.ray)
         self.buffer = remote_buffer(str(self.folder), resources=cfg.ray.placement.replay_buffer)
         done = self.state.get("phases_done", 0)
         base = resolve_model(cfg.rollout.model)
@@ -141,11 +141,8 @@ class Trainer:
         policy, reference, critic, optimizers, version) or, before the first one, on the starting policy."""
         from learner.scoring import ScoringGroup
 
-        cfg, tc, lc = self.cfg, self.tc, self.cfg.learner
         policy = str(Path(checkpoint) / "policy") if checkpoint else str(base)
-        group = ScoringGroup(tc.learner_ranks, policy, lc, micro_batch=lc.micro_batch, seed=cfg.seed,
-                             num_cpus_per_rank=tc.learner_cpus_per_rank, num_gpus_per_rank=tc.learner_gpus_per_rank,
-                             resources=cfg.ray.placement.learner_rank, threads=tc.learner_threads)
+        group = ScoringGroup.for_run(policy, self.cfg)
         if checkpoint:
             group.load(checkpoint)
         return group

@@ -2,8 +2,12 @@
 phases from an SFT policy, and a small model has to start there (DESIGN.md §6: SmolLM2-135M zero-shot solves
 nothing). Demonstrations of the seed tasks (``train.warm_start_demos``, else recorded from the train split:
 each sandbox task's oracle, MiniWoB++'s scripted policies) -> ``webrl sft`` -> ``<run>/warm-start/policy``, the
-policy the run starts from. Test tasks never contribute: the demos come from the train split only. A resumed
-run finds the finished warm start by its checkpoint manifest and does not redo it."""
+policy the run starts from. Test tasks never contribute: the demos come from the train split only.
+
+It trains where the phases do, on a learner group (``train.learner_ranks`` ranks on
+``ray.placement.learner_rank``: an 8B model's GPUs, not the head node) whose ranks end with it, so their memory
+goes back before the phases' group starts. A resumed run finds the finished warm start by its checkpoint
+manifest and does not redo it."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ FOLDER, DEMOS = "warm-start", "warm-start-demos"
 def warm_start(cfg: WebRLConfig, run_folder: Path) -> dict | None:
     """Run the warm start unless it is off or done; its summary (with ``policy``, the folder to start from)."""
     from learner.checkpoint import MANIFEST
+    from learner.group import LearnerGroup
+    from webrl.finetune import run_sft
 
     tc = cfg.train
     if tc.warm_start == "none":
@@ -28,21 +34,9 @@ def warm_start(cfg: WebRLConfig, run_folder: Path) -> dict | None:
     t0 = time.perf_counter()
     demos = tc.warm_start_demos or record_demos(cfg, run_folder / DEMOS)  # beside: a checkpoint replaces its folder
     recorded = time.perf_counter() - t0
-    summary = _in_child_process(cfg, demos, str(out))
+    summary = run_sft(cfg, [demos], model=cfg.rollout.model, out=str(out), learners=LearnerGroup.for_run)
     return summary | {"policy": str(out / "policy"), "demos": str(demos), "record_s": recorded,
                       "total_s": time.perf_counter() - t0}
-
-
-def _in_child_process(cfg: WebRLConfig, demos: str, out: str) -> dict:
-    """``webrl sft`` in a process of its own: the model, its optimizer and torch's allocator caches (~3.5 GB for
-    SmolLM2) go back to the system when it ends, not held by the driver for the rest of the run."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from webrl.finetune import run_sft
-
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-        return child.submit(run_sft, cfg, [demos], model=cfg.rollout.model, out=out).result()
 
 
 def record_demos(cfg: WebRLConfig, folder: Path) -> str:
