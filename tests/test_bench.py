@@ -125,3 +125,28 @@ def test_soak_names_each_chromium_utility_service_it_counts():
     assert kind_of([exe, "--type=renderer"], "chromium") == "chromium:renderer"
     assert kind_of([exe, "--headless", "--webrl-pool=abc"], "chromium") == "chromium:browser"
     assert kind_of(["ray::RolloutWorker.run"], "python") == "ray::RolloutWorker"
+
+
+def test_soak_tells_a_leaked_chromium_process_from_a_timed_service_or_a_spare_renderer():
+    """The soak's process verdict on two idle samples (counts as the soak of 2026-11-22 measured them, 2
+    browsers): the on-device model service Chromium starts once per browser ~3 min after launch and one spare
+    renderer per browser pass; anything else left over, or a second timed service per browser, is a leak."""
+    sys.path.insert(0, str(ROOT))
+    from bench.soak import chromium_same
+
+    def idle(renderers: int = 0, timed: int = 0, network: int = 2) -> dict:
+        procs = {"chromium:browser": 2, "chromium:gpu-process": 2, "chromium:zygote": 4, "chromium:renderer": renderers,
+                 "chromium:utility:network.mojom.NetworkService": network,
+                 "chromium:utility:storage.mojom.StorageService": 2,
+                 "chromium:utility:on_device_model.mojom.OnDeviceModelService": timed}
+        return {"processes": {k: {"count": n, "rss_mib": 1.0} for k, n in procs.items()},
+                "chromium_processes": sum(procs.values()), "chromium_renderers": renderers}
+
+    before = idle()
+    assert chromium_same(before, idle(), browsers=2)
+    assert chromium_same(before, idle(timed=2), browsers=2)  # 12 -> 14 Chromium processes: one per browser
+    assert chromium_same(before, idle(renderers=2), browsers=2)
+    assert not chromium_same(before, idle(timed=2), browsers=1)
+    assert not chromium_same(before, idle(renderers=3), browsers=2)
+    assert not chromium_same(before, idle(network=3), browsers=2)
+    assert not chromium_same(idle(network=3), before, browsers=2)  # fewer is a change too: a browser lost a helper
