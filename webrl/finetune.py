@@ -93,7 +93,7 @@ class OneProcess:
 
 def run_sft(cfg: WebRLConfig, data: list[str], *, model: str | None = None, out: str | None = None,
             epochs: int | None = None, include_failures: bool = False, resume: str | None = None,
-            save_every: int | None = None, learners: Callable[[Path], object] = OneProcess) -> dict:
+            save_every: int | None = None, learners: Callable[[Path, WebRLConfig], object] = OneProcess) -> dict:
     """Train ``epochs`` passes (default ``learner.sft_epochs``) over the demonstrations in ``data``; with
     ``resume``, continue the run that wrote that checkpoint (``out`` defaults to it). ``save_every``
     steps a checkpoint is written on the way, and one at the end. ``learners(model_dir, cfg)`` builds what
