@@ -159,6 +159,11 @@ class LearnerRank:
     def load(self, folder: str) -> dict:
         return load_checkpoint(folder, self.learner)
 
+    def shutdown(self) -> None:
+        """What a rank holds beyond this process's memory: its weight channel (a rank in the caller's own
+        process, as `webrl sft` runs one, ends with this; a Ray rank is killed by its group)."""
+        self._close_weight_channel()
+
 
 def _free_port(host: str) -> int:
     with socket.socket() as s:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -58,46 +57,20 @@ def _check_same_run(manifest: dict, resume: str, fingerprint: str, cfg: WebRLCon
                          "decide which batches its steps were)")
 
 
-class OneProcess:
-    """The learner in this process, behind the part of :class:`learner.group.LearnerGroup`'s interface that
-    ``run_sft`` uses: ``webrl sft`` on a laptop's CPU or one GPU."""
+def one_process(path: Path, cfg: WebRLConfig):
+    """``webrl sft`` in this process (a laptop's CPU or one GPU): a learner group's one rank, without Ray."""
+    from learner.group import LearnerRank
 
-    def __init__(self, path: Path, cfg: WebRLConfig):
-        from transformers import AutoModelForCausalLM
-
-        from learner.learner import Learner
-
-        policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.learner = Learner(policy, cfg.learner, micro_batch=cfg.learner.micro_batch)
-
-    def sft_step(self, batch) -> dict:
-        return self.learner.sft_step(batch)
-
-    def save(self, folder: str, *, phase: int = 0, step: int = 0, tokenizer_dir: str | None = None,
-             extra: dict | None = None) -> str:
-        from transformers import AutoTokenizer
-
-        from learner.checkpoint import save_checkpoint
-
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
-        return str(save_checkpoint(folder, self.learner, tokenizer=tokenizer, phase=phase, step=step, extra=extra))
-
-    def load(self, folder: str) -> dict:
-        from learner.checkpoint import load_checkpoint
-
-        return load_checkpoint(folder, self.learner)
-
-    def shutdown(self) -> None:
-        self.learner = None
+    return LearnerRank(0, 1, "", str(path), cfg.learner, cfg.learner.micro_batch, cfg.seed)
 
 
 def run_sft(cfg: WebRLConfig, data: list[str], *, model: str | None = None, out: str | None = None,
             epochs: int | None = None, include_failures: bool = False, resume: str | None = None,
-            save_every: int | None = None, learners: Callable[[Path, WebRLConfig], object] = OneProcess) -> dict:
+            save_every: int | None = None, learners: Callable[[Path, WebRLConfig], object] = one_process) -> dict:
     """Train ``epochs`` passes (default ``learner.sft_epochs``) over the demonstrations in ``data``; with
     ``resume``, continue the run that wrote that checkpoint (``out`` defaults to it). ``save_every``
     steps a checkpoint is written on the way, and one at the end. ``learners(model_dir, cfg)`` builds what
-    trains: this process (:class:`OneProcess`), or a :class:`learner.group.LearnerGroup` on the learner
+    trains: this process (:func:`one_process`), or a :class:`learner.group.LearnerGroup` on the learner
     nodes (``webrl train``'s warm start); it is shut down at the end."""
     from transformers import AutoTokenizer
 
