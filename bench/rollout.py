@@ -28,6 +28,8 @@ kind of process during the timed run and the machine's busy total), ``pipeline_w
 ``pipeline_machine_cores`` (cores the engines and everything kept busy; bare vLLM ran
 ``vllm_torch_threads`` threads); and ``other_cpu_s``, the CPU seconds processes not ours used during
 each timed phase: other jobs on the machine, whose figures are then noise (rerun on a quiet machine).
+``pipeline_ratio_factors`` splits ``pipeline_ratio`` into a product (``ratio_factors``): episode order,
+engine steps, ms per engine step, engine busy time and the browser's term of the bound.
 
     python bench/rollout.py --json                     # one JSON line on stdout
     python bench/rollout.py --json --tiny --episodes 1 --tasks click-button,click-link   # smoke run
@@ -142,6 +144,27 @@ def run_pipeline(cfg: WebRLConfig, buffer, model: str, tasks, episodes: int, run
         "engine": engine,
         "reruns": sum(t.attempt > 1 for t in trajs), "cpu_s": cpu,
     }
+
+
+def ratio_factors(a: float, bound: float, episodic: float, wall_s: float, pipeline_engine: dict,
+                  episodic_engine: dict) -> dict:
+    """``pipeline_ratio`` as the product of where the pipeline loses against the bound, each a factor (1: nothing
+    lost). With ``a`` bare vLLM steps/s (all prompts queued), ``episodic`` bare vLLM fed in the episodes' order,
+    and each side's engine steps (count, ms each):
+
+    - ``episode_order``: episodic / a, what waiting for an episode's previous action costs generation alone;
+    - ``engine_steps``: bare's engine steps over the pipeline's (more steps: smaller batches);
+    - ``step_speed``: bare's ms per engine step over the pipeline's (slower steps: CPU contention around the engine);
+    - ``engine_busy``: the pipeline's engine-seconds of stepping per wall second (less than 1: the engines sat
+      idle, every episode waiting on a browser, Ray or the prompt builder; above 1 with several workers);
+    - ``bound_term``: a / bound, the browser's share of the bound (1 where the bound is bare vLLM alone).
+
+    Their product is the pipeline's steps/s over the bound: episodic/a * (n_e m_e) / (n_p m_p) * n_p m_p / wall
+    * a / bound = (steps / wall) / bound, since episodic = steps / (n_e m_e)."""
+    n_p, m_p = pipeline_engine["steps"], pipeline_engine["step_ms"]
+    n_e, m_e = episodic_engine["steps"], episodic_engine["step_ms"]
+    return {"episode_order": episodic / a, "engine_steps": n_e / n_p, "step_speed": m_e / m_p,
+            "engine_busy": n_p * m_p / 1000 / wall_s, "bound_term": a / bound}
 
 
 def engine_delta(before: list[dict], after: list[dict]) -> dict:
@@ -470,6 +493,8 @@ def run(args) -> dict:
     applies = "shared" if nodes == 1 else "separate"
     bound = bound_shared if applies == "shared" else bound_separate
     p = main_run["steps_per_s"]
+    factors = ratio_factors(a, bound, episodic, main_run["wall_s"], main_run["engine"], bare["episodic_engine"])
+    log(f"pipeline_ratio {p / bound:.2f} = " + " x ".join(f"{k} {v:.2f}" for k, v in factors.items()))
     result = {
         "benchmark": "rollout", "model": "tiny (random, SmolLM2 tokenizer)" if args.tiny else model,
         "tasks": len(tasks), "episodes": main_run["episodes"], "workers": cfg.rollout.workers,
@@ -499,6 +524,8 @@ def run(args) -> dict:
         "browser_steps": browser["steps"], "browser_same_pages": _finite(browser["same_pages"]),
         "bound_shared": _finite(bound_shared), "bound_separate": _finite(bound_separate), "bound_applies": applies,
         "pipeline_ratio": _finite(p / bound),
+        # the ratio as a product of factors (ratio_factors): which one is far below 1 says where time goes
+        "pipeline_ratio_factors": {k: _finite(v) for k, v in factors.items()},
         # CPU seconds that processes not ours used during each phase (other jobs on the machine): noise
         "other_cpu_s": {"pipeline": main_run["cpu_s"].get("other"), "browser": browser_other, "vllm": vllm_other},
     }

@@ -52,6 +52,29 @@ def test_rollout_bench_prints_the_pipeline_against_its_bounds():
     # target 0.9; 0.5 leaves room for a noisy 2-core machine and a run this small (2 episodes: start-up and
     # the last episode's tail weigh heavily), not for a pipeline that serialises generation and browsing
     assert result["pipeline_ratio"] >= 0.5, result
+    product = 1.0
+    for factor in result["pipeline_ratio_factors"].values():
+        product *= factor
+    assert product == pytest.approx(result["pipeline_ratio"], rel=0.02), result["pipeline_ratio_factors"]
+
+
+def test_the_rollout_ratio_splits_into_factors_whose_product_is_the_ratio():
+    """bench/rollout.py's figures of 2026-11-22 (60 steps, 8 at once): 0.21 steps/s against a shared bound of
+    0.37, of which the engine's slower steps (156 ms bare, 247 ms in the pipeline) are the largest loss."""
+    from bench.rollout import ratio_factors
+
+    a, b, episodic, steps, wall = 0.3948, 5.9853, 0.3453, 60, 284.11
+    bound = 1 / (1 / a + 1 / b)
+    pipeline, bare = {"steps": 1127, "step_ms": 247.13}, {"steps": 1110, "step_ms": 156.52}
+    f = ratio_factors(a, bound, episodic, wall, pipeline, bare)
+    assert f["episode_order"] == pytest.approx(episodic / a)
+    assert f["step_speed"] == pytest.approx(156.52 / 247.13)
+    assert f["engine_busy"] == pytest.approx(1127 * 0.24713 / wall)
+    assert f["bound_term"] == pytest.approx(1 + a / b)
+    product = f["episode_order"] * f["engine_steps"] * f["step_speed"] * f["engine_busy"] * f["bound_term"]
+    # exact when the bare episodic wall is its steps times its ms per step, as part_vllm measures it
+    assert product == pytest.approx(steps / wall / bound, rel=0.02)
+    assert min(f, key=f.get) == "step_speed"
 
 
 @pytest.mark.browser
